@@ -1,0 +1,148 @@
+"""Reading and writing the image files of the datasets: 8-bit RGB photos and 16-bit Bayer mosaics.
+
+Every unreadable or unsuitable file raises :class:`util.errors.UserError` naming the file.
+:func:`read_raw_mosaic` dispatches on the file extension; it is the one place to extend for camera RAW files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from util.errors import UserError
+
+RGB_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+RAW_MOSAIC_EXTENSIONS = (".png", ".tiff", ".tif")  # 16-bit single-channel Bayer mosaics
+_PIL_8BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La")
+_PIL_16BIT_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+UINT16_MAX = 65535
+
+
+def read_rgb(path) -> np.ndarray:
+    """Read an 8-bit photo as ``np.uint8`` (H, W, 3): alpha dropped, grey and palette expanded to 3 channels.
+
+    Unreadable or truncated files, and 16-bit/float images, raise ``UserError``.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode not in _PIL_8BIT_MODES:
+                raise UserError(
+                    f"cannot read image {path}: expected an 8-bit RGB or grey photo, got PIL mode {mode} "
+                    "(a 16-bit Bayer mosaic belongs in a *_raw folder)"
+                )
+            if mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")
+            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except UserError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise UserError(f"cannot read image {path}: {err}") from err
+    return np.ascontiguousarray(rgb)
+
+
+def _read_png_mosaic(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode, bands = img.mode, img.getbands()
+            if mode in _PIL_16BIT_GREY_MODES or mode == "I":
+                arr = np.asarray(img)
+            else:
+                arr = None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise UserError(f"cannot read image {path}: {err}") from err
+    if arr is None:
+        if len(bands) > 1:
+            raise UserError(
+                f"{path} has {len(bands)} channels ({mode}); expected a 16-bit single-channel Bayer mosaic"
+            )
+        raise UserError(f"{path} is an 8-bit image ({mode}); expected a 16-bit single-channel Bayer mosaic")
+    if arr.dtype != np.uint16:
+        if arr.size and (arr.min() < 0 or arr.max() > UINT16_MAX):
+            raise UserError(f"{path} holds values outside 0..65535; expected a 16-bit Bayer mosaic")
+        arr = arr.astype(np.uint16)
+    return arr
+
+
+def _read_tiff_mosaic(path: Path) -> np.ndarray:
+    try:
+        arr = tifffile.imread(path)
+    except Exception as err:  # tifffile raises many types for corrupt files
+        raise UserError(f"cannot read image {path}: {err}") from err
+    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
+        arr = arr.squeeze(0) if arr.shape[0] == 1 else arr.squeeze(-1)
+    if arr.ndim != 2:
+        raise UserError(f"{path} has shape {arr.shape}; expected a 16-bit single-channel Bayer mosaic")
+    if arr.dtype == np.uint8:
+        raise UserError(f"{path} is an 8-bit image; expected a 16-bit single-channel Bayer mosaic")
+    if arr.dtype != np.uint16:
+        raise UserError(f"{path} has sample type {arr.dtype}; expected a 16-bit (uint16) single-channel Bayer mosaic")
+    return arr
+
+
+# Extension -> reader; add camera RAW formats (rawpy) here.
+_MOSAIC_READERS = {".png": _read_png_mosaic, ".tif": _read_tiff_mosaic, ".tiff": _read_tiff_mosaic}
+
+
+def read_raw_mosaic(path) -> np.ndarray:
+    """Read a Bayer mosaic as ``np.uint16`` (H, W), H and W even, in sensor counts (levels applied later).
+
+    Dispatches on the extension (case-insensitive): ``.png``, ``.tif``/``.tiff`` 16-bit single-channel.
+    8-bit, multi-channel, odd-sized, unreadable files and unknown extensions raise ``UserError``.
+    """
+    path = Path(path)
+    reader = _MOSAIC_READERS.get(path.suffix.lower())
+    if reader is None:
+        raise UserError(
+            f"cannot read RAW {path}: unsupported extension {path.suffix!r}; expected one of "
+            f"{', '.join(_MOSAIC_READERS)}"
+        )
+    if not path.is_file():
+        raise UserError(f"cannot read image {path}: no such file")
+    mosaic = reader(path)
+    h, w = mosaic.shape
+    if h % 2 or w % 2:
+        raise UserError(f"{path} is {w}x{h} (width x height); a Bayer mosaic needs an even width and height")
+    return np.ascontiguousarray(mosaic)
+
+
+def write_png16(path, mosaic_u16: np.ndarray) -> None:
+    """Write a ``np.uint16`` (H, W) mosaic as a 16-bit greyscale PNG (parent folders created)."""
+    mosaic_u16 = np.asarray(mosaic_u16)
+    if mosaic_u16.dtype != np.uint16 or mosaic_u16.ndim != 2:
+        raise ValueError(f"write_png16 needs a uint16 (H, W) array, got {mosaic_u16.dtype} {mosaic_u16.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(mosaic_u16)).save(path, format="PNG")
+
+
+def write_raw_mosaic(path, mosaic_u16: np.ndarray) -> None:
+    """Write a ``np.uint16`` (H, W) mosaic as 16-bit PNG or TIFF, chosen by the extension of ``path``."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext == ".png":
+        write_png16(path, mosaic_u16)
+    elif ext in (".tif", ".tiff"):
+        mosaic_u16 = np.asarray(mosaic_u16)
+        if mosaic_u16.dtype != np.uint16 or mosaic_u16.ndim != 2:
+            raise ValueError(f"write_raw_mosaic needs a uint16 (H, W) array, got {mosaic_u16.dtype} {mosaic_u16.shape}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(path, mosaic_u16)
+    else:
+        raise ValueError(f"write_raw_mosaic: unsupported extension {path.suffix!r}; use .png, .tif or .tiff")
+
+
+def write_rgb(path, rgb_u8: np.ndarray) -> None:
+    """Write a ``np.uint8`` (H, W, 3) image; format from the extension (parent folders created)."""
+    rgb_u8 = np.asarray(rgb_u8)
+    if rgb_u8.dtype != np.uint8 or rgb_u8.ndim != 3 or rgb_u8.shape[-1] != 3:
+        raise ValueError(f"write_rgb needs a uint8 (H, W, 3) array, got {rgb_u8.dtype} {rgb_u8.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(rgb_u8)).save(path)
