@@ -1,0 +1,206 @@
+"""Test-time RAW+RGB reflection-removal dataset (upstream layout, pairs matched by file stem).
+
+Layout under ``opt.dataroot`` (folder names as upstream):
+
+* with ground truth: ``testB_rgb`` + ``testB_raw`` = input I; optional ``testA1_rgb`` + ``testA1_raw`` =
+  transmission T and ``testA2_rgb`` + ``testA2_raw`` = reflection R;
+* without ground truth: ``wogtB_rgb`` + ``wogtB_raw`` (used only when there is no ``testB_rgb``).
+
+``x.png`` in a ``*_rgb`` folder pairs with ``x.png`` / ``x.tiff`` / ``x.tif`` in the matching ``*_raw`` folder.
+Each RAW mosaic is packed and normalised with its camera profile (:func:`data.cameras.resolve_profile`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from data.cameras import resolve_profile
+from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_raw_mosaic, read_rgb
+from util.errors import UserError
+from util.isp import normalize_raw, pack_raw
+
+OFFICIAL_TEST_LONG_SIDE = 640  # upstream test-time resize: the RGB long side becomes 640 px
+OFFICIAL_TEST_SHORT_HALF = 320  # upstream computes the short side at half scale (RAW resolution) ...
+OFFICIAL_TEST_SHORT_STEP = 32  # ... rounded down to a multiple of 32 there, i.e. of 64 at RGB resolution
+EVAL_RESIZE_CHOICES = ("official", "none")
+RGB_MAX = 255.0
+
+INPUT_FOLDERS = ("testB", "wogtB")  # input I with ground truth / without ground truth
+GT_FOLDERS = {"T": "testA1", "R": "testA2"}
+
+
+def official_test_size(h: int, w: int) -> tuple[int, int]:
+    """Upstream's test-time RGB size (H, W) for an RGB image of size (h, w).
+
+    The long side becomes :data:`OFFICIAL_TEST_LONG_SIDE` (640), the short side
+    ``floor(short / long * 320 / 32) * 32 * 2`` (a multiple of 64); the packed RAW is half of each.
+    E.g. (750, 1000) -> (448, 640). Raises ``UserError`` where the short side would be 0 (aspect ratio over 10:1).
+    """
+    long_side, short_side = max(h, w), min(h, w)
+    new_short = (
+        math.floor(short_side / long_side * OFFICIAL_TEST_SHORT_HALF / OFFICIAL_TEST_SHORT_STEP)
+        * OFFICIAL_TEST_SHORT_STEP
+        * 2
+    )
+    if new_short == 0:
+        raise UserError(
+            f"an image of {w}x{h} (width x height) is too elongated for --eval_resize official; use --eval_resize none"
+        )
+    return (OFFICIAL_TEST_LONG_SIDE, new_short) if h >= w else (new_short, OFFICIAL_TEST_LONG_SIDE)
+
+
+def _files_by_stem(folder: Path, extensions) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for p in folder.iterdir():
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions:
+            out.setdefault(p.stem, []).append(p)
+    return out
+
+
+def _single_partner(stem: str, candidates: dict[str, list[Path]], folder: Path, extensions, wanted_by: Path) -> Path:
+    found = candidates.get(stem, [])
+    if not found:
+        names = " / ".join(stem + ext for ext in extensions)
+        raise UserError(f"no partner for {wanted_by}: looked for {names} in {folder}")
+    if len(found) > 1:
+        raise UserError(
+            f"ambiguous partner for {wanted_by}: {', '.join(sorted(p.name for p in found))} in {folder}; keep one"
+        )
+    return found[0]
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, antialiased resize of a (C, h, w) float tensor to ``size``; unchanged if already that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x.unsqueeze(0), size=size, mode="bilinear", align_corners=False, antialias=True).squeeze(0)
+
+
+class RawrrDataset(Dataset):
+    """RAW+RGB test pairs for reflection removal.
+
+    Item (a dict):
+
+    * ``stem``: file stem shared by all files of the item;
+    * ``I_rgb``: (3, H, W) float32 in [0, 1], sRGB as saved by the camera;
+    * ``I_raw``: (4, H/2, W/2) float32, packed [R, G1, G2, B], (x - black) / (white - black), not clipped;
+    * ``T_rgb``, ``T_raw``, ``R_rgb``, ``R_raw``: same, present only where the ground-truth folders exist;
+    * ``paths``: dict ``{"I_rgb": str, "I_raw": str, ...}`` of the files read;
+    * ``size``: (h, w) of the original RGB before any resize;
+    * ``camera``: name of the camera profile of ``I_raw``.
+
+    ``opt.eval_resize``: ``"official"`` resizes to :func:`official_test_size` (RAW to half of it), ``"none"`` keeps
+    the native size. ``opt.num_test`` > 0 keeps the first ``num_test`` stems in sorted order.
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        """No dataset-specific flags: ``--eval_resize`` and ``--num_test`` are shared options."""
+        return parser
+
+    def __init__(self, opt):
+        self.opt = opt
+        self.root = Path(opt.dataroot)
+        phase = getattr(opt, "phase", "test")
+        if phase != "test":
+            raise UserError(f"RawrrDataset reads test data only (--phase test), got --phase {phase}")
+        self.eval_resize = getattr(opt, "eval_resize", "official")
+        if self.eval_resize not in EVAL_RESIZE_CHOICES:
+            raise UserError(f"--eval_resize {self.eval_resize!r} is not one of {', '.join(EVAL_RESIZE_CHOICES)}")
+        if not self.root.is_dir():
+            raise UserError(f"--dataroot {self.root} is not a folder")
+
+        prefix = next((p for p in INPUT_FOLDERS if (self.root / f"{p}_rgb").is_dir()), None)
+        if prefix is None:
+            expected = " or ".join(f"{p}_rgb + {p}_raw" for p in INPUT_FOLDERS)
+            raise UserError(f"{self.root} holds no test data: expected {expected} (optionally testA1_*, testA2_*)")
+        roles = {"I": prefix}
+        if prefix == "testB":
+            for role, gt_prefix in GT_FOLDERS.items():
+                have = [(self.root / f"{gt_prefix}_{kind}").is_dir() for kind in ("rgb", "raw")]
+                if all(have):
+                    roles[role] = gt_prefix
+                elif any(have):
+                    missing = f"{gt_prefix}_{'raw' if have[0] else 'rgb'}"
+                    raise UserError(f"{self.root} has {gt_prefix}_{'rgb' if have[0] else 'raw'} but no {missing}")
+        for p in roles.values():
+            if not (self.root / f"{p}_raw").is_dir():
+                raise UserError(f"{self.root} has {p}_rgb but no {p}_raw folder for the RAW mosaics")
+        self.roles = roles
+        self.items = self._pair(roles)
+        num_test = int(getattr(opt, "num_test", 0) or 0)
+        if num_test > 0:
+            self.items = self.items[:num_test]
+
+    def _pair(self, roles: dict[str, str]) -> list[dict]:
+        folders = {(role, kind): self.root / f"{p}_{kind}" for role, p in roles.items() for kind in ("rgb", "raw")}
+        listing = {
+            key: _files_by_stem(folder, RGB_EXTENSIONS if key[1] == "rgb" else RAW_MOSAIC_EXTENSIONS)
+            for key, folder in folders.items()
+        }
+        i_rgb = listing[("I", "rgb")]
+        if not i_rgb:
+            raise UserError(f"{folders[('I', 'rgb')]} holds no images ({', '.join(RGB_EXTENSIONS)})")
+        for stem, raws in listing[("I", "raw")].items():
+            if stem not in i_rgb:
+                rgb_folder = folders[("I", "rgb")]
+                raise UserError(f"no partner for {raws[0]}: looked for {stem}.png (or .jpg, .tif, ...) in {rgb_folder}")
+        items = []
+        for stem in sorted(i_rgb):
+            rgb_path = _single_partner(stem, i_rgb, folders[("I", "rgb")], RGB_EXTENSIONS, folders[("I", "rgb")])
+            paths = {"I_rgb": rgb_path}
+            for role in roles:
+                for kind in ("rgb", "raw"):
+                    if (role, kind) == ("I", "rgb"):
+                        continue
+                    exts = RGB_EXTENSIONS if kind == "rgb" else RAW_MOSAIC_EXTENSIONS
+                    paths[f"{role}_{kind}"] = _single_partner(
+                        stem, listing[(role, kind)], folders[(role, kind)], exts, rgb_path
+                    )
+            items.append({"stem": stem, "paths": paths})
+        return items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _load_pair(self, role: str, paths: dict[str, Path]):
+        rgb_path, raw_path = paths[f"{role}_rgb"], paths[f"{role}_raw"]
+        rgb = read_rgb(rgb_path)
+        mosaic = read_raw_mosaic(raw_path)
+        if mosaic.shape != rgb.shape[:2]:
+            (rh, rw), (mh, mw) = rgb.shape[:2], mosaic.shape
+            raise UserError(
+                f"size mismatch: {rgb_path} is {rw}x{rh} but its RAW {raw_path} is {mw}x{mh} (width x height)"
+            )
+        profile = resolve_profile(raw_path, self.root)
+        raw = normalize_raw(pack_raw(mosaic, profile.cfa), profile.black, profile.white)
+        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / RGB_MAX
+        return rgb_t, torch.from_numpy(np.ascontiguousarray(raw)), profile
+
+    def __getitem__(self, index: int) -> dict:
+        entry = self.items[index]
+        paths = entry["paths"]
+        item = {"stem": entry["stem"], "paths": {k: str(v) for k, v in paths.items()}}
+        size = None
+        for role in self.roles:
+            rgb, raw, profile = self._load_pair(role, paths)
+            h, w = rgb.shape[-2:]
+            if size is None:
+                size, item["camera"] = (h, w), profile.name
+            elif (h, w) != size:
+                raise UserError(
+                    f"size mismatch: {paths[f'{role}_rgb']} is {w}x{h} but {paths['I_rgb']} is "
+                    f"{size[1]}x{size[0]} (width x height)"
+                )
+            if self.eval_resize == "official":
+                new_h, new_w = official_test_size(h, w)
+                rgb, raw = _resize(rgb, (new_h, new_w)), _resize(raw, (new_h // 2, new_w // 2))
+            item[f"{role}_rgb"], item[f"{role}_raw"] = rgb, raw
+        item["size"] = size
+        return item
