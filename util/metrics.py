@@ -1,0 +1,255 @@
+"""The one metric code path: PSNR, SSIM and LPIPS on 8-bit sRGB images exactly as saved.
+
+test.py, training validation and ``python -m util.metrics REF_DIR OUT_DIR`` all call these functions,
+so every number the project reports follows :data:`METRIC_CONVENTION` (written into metrics files and
+the README). Inputs are ``ref_u8`` / ``out_u8``: (H, W, 3) uint8 numpy arrays, RGB, values 0..255.
+"""
+
+import argparse
+import functools
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import lpips
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from util.backbones import load_alexnet_features
+from util.errors import UserError, run_cli
+
+DATA_RANGE_U8 = 255  # metrics see 8-bit images; the data range is fixed, never inferred from the data
+LPIPS_NET = "alex"
+LPIPS_VERSION = "0.1"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+METRIC_CONVENTION = {
+    "images": "8-bit sRGB exactly as saved (x.clamp(0, 1).mul(255).round().byte()), RGB channel order",
+    "crop": "none (no border shave), full RGB image (no Y channel)",
+    "psnr": "skimage.metrics.peak_signal_noise_ratio(ref, out, data_range=255) on RGB uint8; identical images -> inf",
+    "ssim": (
+        "skimage.metrics.structural_similarity(ref, out, channel_axis=2, data_range=255), defaults "
+        "(gaussian_weights=False, 7x7 uniform window, K1=0.01, K2=0.03), mean over the 3 RGB channels"
+    ),
+    "lpips": (
+        "lpips package LPIPS(net='alex', version='0.1'): torchvision ImageNet AlexNet features trunk "
+        "(util.backbones), linear heads from the lpips wheel (weights/v0.1/alex.pth); inputs x / 127.5 - 1 in [-1, 1]"
+    ),
+    "mean": "arithmetic mean over images of the per-image values",
+}
+
+
+def to_uint8(image) -> np.ndarray:
+    """Quantise a float image to (H, W, 3) uint8 exactly as the repository saves it.
+
+    ``image``: torch float tensor (3, H, W) or (1, 3, H, W), or numpy float array (H, W, 3); sRGB in [0, 1]
+    (values outside are clamped). Quantisation: ``x.clamp(0, 1).mul(255).round().byte()``.
+    """
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected a numpy (H, W, 3) image, got shape {image.shape}")
+        tensor = torch.from_numpy(image).permute(2, 0, 1)
+    elif isinstance(image, torch.Tensor):
+        tensor = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
+        if tensor.ndim != 3 or tensor.shape[0] != 3:
+            raise ValueError(f"expected a (3, H, W) or (1, 3, H, W) tensor, got shape {tuple(image.shape)}")
+    else:
+        raise TypeError(f"expected a torch.Tensor or numpy.ndarray, got {type(image).__name__}")
+    if not tensor.is_floating_point():
+        raise ValueError(f"expected a float image in [0, 1], got dtype {tensor.dtype}")
+    quantised = tensor.detach().cpu().clamp(0, 1).mul(255).round().byte()
+    return quantised.permute(1, 2, 0).contiguous().numpy()
+
+
+def _check_pair(ref_u8: np.ndarray, out_u8: np.ndarray) -> None:
+    """Raise ``ValueError`` unless both images are (H, W, 3) uint8 arrays of the same shape."""
+    if ref_u8.shape != out_u8.shape:
+        raise ValueError(f"image shapes differ: reference {ref_u8.shape} vs output {out_u8.shape}")
+    if ref_u8.ndim != 3 or ref_u8.shape[2] != 3:
+        raise ValueError(f"expected (H, W, 3) RGB images, got shape {ref_u8.shape}")
+    if ref_u8.dtype != np.uint8 or out_u8.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images, got {ref_u8.dtype} and {out_u8.dtype}: quantise with to_uint8")
+
+
+def psnr(ref_u8: np.ndarray, out_u8: np.ndarray) -> float:
+    """PSNR in dB over all pixels and RGB channels, peak 255; ``inf`` for identical images."""
+    _check_pair(ref_u8, out_u8)
+    with np.errstate(divide="ignore"):
+        return float(peak_signal_noise_ratio(ref_u8, out_u8, data_range=DATA_RANGE_U8))
+
+
+def ssim(ref_u8: np.ndarray, out_u8: np.ndarray) -> float:
+    """SSIM (skimage defaults: 7x7 uniform window) averaged over the RGB channels, data range 255."""
+    _check_pair(ref_u8, out_u8)
+    return float(structural_similarity(ref_u8, out_u8, channel_axis=2, data_range=DATA_RANGE_U8))
+
+
+def _u8_to_lpips_input(image_u8: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1] on ``device``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image_u8)).permute(2, 0, 1)[None].float()
+    return (tensor / (DATA_RANGE_U8 / 2) - 1).to(device)
+
+
+def _load_trunk_into_slices(net: torch.nn.Module, features_state: dict[str, torch.Tensor]) -> None:
+    """Copy an AlexNet ``features`` state_dict into lpips' ``net.slice1..N``.
+
+    lpips keeps torchvision's layer index as each child's name inside its slice (slice1 holds 0-1,
+    slice2 2-4, slice3 5-7, slice4 8-9, slice5 10-11), so ``features.{i}.*`` goes to ``slice{k}.{i}.*``.
+    Strict: every slice parameter must be set and every features entry used.
+    """
+    remapped = {}
+    for k in range(1, net.N_slices + 1):
+        for index in getattr(net, f"slice{k}")._modules:
+            for key, value in features_state.items():
+                if key.split(".", 1)[0] == index:
+                    remapped[f"slice{k}.{key}"] = value
+    if len(remapped) != len(features_state):
+        raise RuntimeError(f"AlexNet entries not placed in any LPIPS slice: {len(features_state) - len(remapped)}")
+    net.load_state_dict(remapped, strict=True)
+
+
+class LPIPS:
+    """LPIPS-alex v0.1 on uint8 images; built on first use, trunk from :mod:`util.backbones` (no downloads).
+
+    ``LPIPS(device)(ref_u8, out_u8) -> float``; 0 for identical images, larger is more different.
+    """
+
+    def __init__(self, device="cpu"):
+        self.device = torch.device(device)
+        self._model = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The ``lpips.LPIPS`` module (eval mode, on ``self.device``), built on first access."""
+        if self._model is None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*(pretrained|weight enum).*", category=UserWarning)
+                model = lpips.LPIPS(net=LPIPS_NET, version=LPIPS_VERSION, pnet_rand=True, verbose=False)
+            _load_trunk_into_slices(model.net, load_alexnet_features().state_dict())
+            self._model = model.to(self.device).eval().requires_grad_(False)
+        return self._model
+
+    def __call__(self, ref_u8: np.ndarray, out_u8: np.ndarray) -> float:
+        _check_pair(ref_u8, out_u8)
+        with torch.inference_mode():
+            ref = _u8_to_lpips_input(ref_u8, self.device)
+            out = _u8_to_lpips_input(out_u8, self.device)
+            return float(self.model(ref, out).item())
+
+
+@functools.cache
+def _default_lpips() -> LPIPS:
+    """Process-wide CPU LPIPS used when callers pass none."""
+    return LPIPS("cpu")
+
+
+def compute_metrics(ref_u8: np.ndarray, out_u8: np.ndarray, lpips_model: LPIPS | None = None) -> dict[str, float]:
+    """``{'psnr', 'ssim', 'lpips'}`` of one (H, W, 3) uint8 pair; ``lpips_model`` defaults to a shared CPU one."""
+    _check_pair(ref_u8, out_u8)
+    if lpips_model is None:
+        lpips_model = _default_lpips()
+    return {"psnr": psnr(ref_u8, out_u8), "ssim": ssim(ref_u8, out_u8), "lpips": lpips_model(ref_u8, out_u8)}
+
+
+class MetricSuite:
+    """Collects per-image metrics and their means (for test.py and training validation).
+
+    ``suite.add(name, ref_u8, out_u8)`` returns that image's metrics; ``suite.mean()`` the means;
+    ``suite.summary()`` a JSON-ready dict with the convention, the means and the per-image values.
+    """
+
+    def __init__(self, device="cpu"):
+        self.lpips = LPIPS(device)
+        self.per_image: dict[str, dict[str, float]] = {}
+
+    def add(self, name: str, ref_u8: np.ndarray, out_u8: np.ndarray) -> dict[str, float]:
+        values = compute_metrics(ref_u8, out_u8, self.lpips)
+        self.per_image[name] = values
+        return values
+
+    def mean(self) -> dict[str, float]:
+        """Mean of each metric over the images added so far (``inf`` PSNR propagates); empty -> ``{}``."""
+        if not self.per_image:
+            return {}
+        keys = next(iter(self.per_image.values())).keys()
+        return {key: float(np.mean([row[key] for row in self.per_image.values()])) for key in keys}
+
+    def summary(self) -> dict:
+        """``{'convention', 'count', 'mean', 'per_image'}`` with non-finite values as None (JSON-safe)."""
+        return json_safe(
+            {
+                "convention": METRIC_CONVENTION,
+                "count": len(self.per_image),
+                "mean": self.mean(),
+                "per_image": self.per_image,
+            }
+        )
+
+
+def json_safe(obj):
+    """Copy of ``obj`` (dicts, lists, tuples, numbers) with NaN/inf floats replaced by None, for JSON files."""
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(value) for value in obj]
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def read_rgb_u8(path: Path) -> np.ndarray:
+    """Read an 8-bit RGB image file as (H, W, 3) uint8; :class:`UserError` for unreadable or non-RGB files."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode != "RGB":
+                raise UserError(f"{path}: image mode {image.mode}, expected 8-bit RGB as saved by test.py")
+            return np.asarray(image, dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError) as err:
+        raise UserError(f"{path}: cannot read image ({err}); replace or delete the file") from None
+
+
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    """``{stem: path}`` of the image files in ``folder``; :class:`UserError` for a missing folder or a stem clash."""
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder of images")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            continue
+        if path.stem in found:
+            raise UserError(f"{folder}: {found[path.stem].name} and {path.name} share a stem; keep one of them")
+        found[path.stem] = path
+    return found
+
+
+def main(argv=None) -> None:
+    """CSV ``name,psnr,ssim,lpips`` on stdout for each REF_DIR image with a same-stem partner in OUT_DIR."""
+    parser = argparse.ArgumentParser(description="PSNR / SSIM / LPIPS of OUT_DIR images against REF_DIR images.")
+    parser.add_argument("ref_dir", type=Path, help="reference (ground-truth) images")
+    parser.add_argument("out_dir", type=Path, help="images to score, matched to references by file stem")
+    parser.add_argument("--device", default="cpu", help="torch device for LPIPS (default cpu)")
+    args = parser.parse_args(argv)
+    refs, outs = _images_by_stem(args.ref_dir), _images_by_stem(args.out_dir)
+    for stem in sorted(refs.keys() - outs.keys()):
+        print(f"warning: {refs[stem]} has no partner named {stem}.* in {args.out_dir}", file=sys.stderr)
+    paired = sorted(refs.keys() & outs.keys())
+    if not paired:
+        raise UserError(f"no image in {args.out_dir} shares a file stem with an image in {args.ref_dir}")
+    lpips_model = LPIPS(args.device)
+    print("name,psnr,ssim,lpips")
+    for stem in paired:
+        ref_u8, out_u8 = read_rgb_u8(refs[stem]), read_rgb_u8(outs[stem])
+        if ref_u8.shape != out_u8.shape:
+            raise UserError(f"{outs[stem]} is {out_u8.shape} but {refs[stem]} is {ref_u8.shape}: sizes must match")
+        values = compute_metrics(ref_u8, out_u8, lpips_model)
+        print(f"{refs[stem].name},{values['psnr']:.4f},{values['ssim']:.4f},{values['lpips']:.4f}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
