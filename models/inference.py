@@ -1,0 +1,37 @@
+"""Running the generator on whole images: padding to the network's size multiple, precision, clamping."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from models.mcdrnet import SIZE_MULTIPLE
+from util.precision import autocast, to_memory_format
+
+
+def pad_amounts(h: int, w: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    return (-h) % multiple, (-w) % multiple
+
+
+def separate(net, I_rgb, I_raw, precision: str = "fp32", channels_last: bool = True) -> dict[str, torch.Tensor]:
+    """Predict T and R for a batch, at any even size.
+
+    I_rgb: (B, 3, H, W) float32 sRGB [0, 1]; I_raw: (B, 4, H/2, W/2) float32 packed [R,G,G,B], normalised; H, W even.
+    The images are padded (edge replication) to a multiple of ``SIZE_MULTIPLE``, run under ``precision`` autocast
+    and cropped back. Returns float32 tensors clamped to [0, 1] like upstream's test code:
+    ``T_rgb``, ``R_rgb`` (B, 3, H, W) and ``T_raw``, ``R_raw`` (B, 4, H/2, W/2).
+    """
+    h, w = I_rgb.shape[-2:]
+    if I_raw.shape[-2:] != (h // 2, w // 2) or h % 2 or w % 2:
+        raise ValueError(f"RGB {tuple(I_rgb.shape)} and packed RAW {tuple(I_raw.shape)} do not match (RAW = RGB / 2)")
+    ph, pw = pad_amounts(h, w)
+    if ph or pw:
+        I_rgb = F.pad(I_rgb, (0, pw, 0, ph), mode="replicate")
+        I_raw = F.pad(I_raw, (0, pw // 2, 0, ph // 2), mode="replicate")
+    I_rgb = to_memory_format(I_rgb, channels_last)
+    I_raw = to_memory_format(I_raw, channels_last)
+    with autocast(I_rgb.device, precision):
+        (R_rgb, T_rgb), (R_raw, T_raw) = net(I_rgb, I_raw)
+    out = {"T_rgb": T_rgb[..., :h, :w], "R_rgb": R_rgb[..., :h, :w],
+           "T_raw": T_raw[..., : h // 2, : w // 2], "R_raw": R_raw[..., : h // 2, : w // 2]}
+    return {k: v.float().clamp(0, 1).contiguous() for k, v in out.items()}

@@ -1,0 +1,296 @@
+"""The CR3Net generator (upstream class name ``MCDRNet``, built by ``--netG gen_drop``).
+
+Two stages: stage 1 separates reflection R and transmission T in the packed RAW domain with one
+U-shaped encoder/decoder per layer; a RAW-to-RGB module (RRM) lifts the attended RAW features to RGB
+resolution; stage 2 restores R and then T in RGB with ORSNet-style residual groups fed by the stage-1
+encoder and decoder features.
+
+Attribute names follow upstream so that the released ``final_net_G_T.pth`` loads with ``strict=True``
+(see ``../shared/docs/cr3net-reference.md`` and ``official_G_T_keys_ngf64.tsv``).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Fixed widths and sizes of the released network (upstream constants).
+S_ENC = 20  # channels added per encoder level
+S_RES = 16  # channels added in the RGB-stage residual groups
+NUM_CAB = 8  # DCABs per residual group
+KERNEL_SIZE = 3
+CA_REDUCTION = 4
+# The forward pass downsamples the packed RAW (H/2) twice more: H and W must be multiples of this.
+SIZE_MULTIPLE = 8
+
+
+def conv(in_ch, out_ch, kernel_size, dilation=1, bias=False):
+    """Conv2d with 'same' padding for odd kernels; upstream uses no bias."""
+    padding = (kernel_size - 1) * dilation // 2
+    return nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding, dilation=dilation, bias=bias)
+
+
+def _resize2x(x, factor):
+    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+
+
+class Rescale(nn.Module):
+    """Bilinear rescale by a fixed factor (align_corners=False); holds no parameters."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return _resize2x(x, self.factor)
+
+
+class CALayer(nn.Module):
+    """Channel attention: x * sigmoid(MLP(global average of x))."""
+
+    def __init__(self, channels, reduction=CA_REDUCTION):
+        super().__init__()
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, channels // reduction, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels // reduction, channels, 1, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x):
+        return x * self.conv_du(x.mean(dim=(2, 3), keepdim=True))
+
+
+class DCAB(nn.Module):
+    """Dilated channel-attention block: CA(conv-act-conv(x)) + x.
+
+    ``act`` is the generator's single shared PReLU: registering the same module in every block is
+    what makes the released checkpoint repeat its value under each ``body.1.weight`` key.
+    """
+
+    def __init__(self, channels, act, dilation=1):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv(channels, channels, KERNEL_SIZE, dilation),
+            act,
+            conv(channels, channels, KERNEL_SIZE, dilation),
+        )
+        self.CA = CALayer(channels)
+
+    def forward(self, x):
+        return self.CA(self.body(x)) + x
+
+
+class DownSample(nn.Module):
+    """Bilinear x0.5, then 1x1 conv c -> c + s."""
+
+    def __init__(self, channels, s):
+        super().__init__()
+        self.down = nn.Sequential(Rescale(0.5), nn.Conv2d(channels, channels + s, 1, bias=False))
+
+    def forward(self, x):
+        return self.down(x)
+
+
+class UpSample(nn.Module):
+    """Bilinear x2, then 1x1 conv c + s -> c."""
+
+    def __init__(self, channels, s):
+        super().__init__()
+        self.up = nn.Sequential(Rescale(2.0), nn.Conv2d(channels + s, channels, 1, bias=False))
+
+    def forward(self, x):
+        return self.up(x)
+
+
+class SkipUpSample(UpSample):
+    """UpSample plus a skip connection."""
+
+    def forward(self, x, skip):
+        return self.up(x) + skip
+
+
+def _level(channels, act, dilation):
+    return nn.Sequential(DCAB(channels, act, dilation), DCAB(channels, act, dilation))
+
+
+class Encoder(nn.Module):
+    """Three-level encoder on packed-RAW features; returns [enc1, enc2, enc3] (n, n+20, n+40 channels)."""
+
+    def __init__(self, n, act):
+        super().__init__()
+        self.encoder_level1 = _level(n, act, 1)
+        self.encoder_level2 = _level(n + S_ENC, act, 2)
+        self.encoder_level3 = _level(n + 2 * S_ENC, act, 4)
+        self.down12 = DownSample(n, S_ENC)
+        self.down23 = DownSample(n + S_ENC, S_ENC)
+
+    def forward(self, x):
+        enc1 = self.encoder_level1(x)
+        enc2 = self.encoder_level2(self.down12(enc1))
+        enc3 = self.encoder_level3(self.down23(enc2))
+        return [enc1, enc2, enc3]
+
+
+class Decoder(nn.Module):
+    """Three-level decoder with attended skips; returns [dec1, dec2, dec3]."""
+
+    def __init__(self, n, act):
+        super().__init__()
+        self.decoder_level1 = _level(n, act, 1)
+        self.decoder_level2 = _level(n + S_ENC, act, 2)
+        self.decoder_level3 = _level(n + 2 * S_ENC, act, 4)
+        self.skip_attn1 = DCAB(n, act)
+        self.skip_attn2 = DCAB(n + S_ENC, act, dilation=2)
+        self.up21 = SkipUpSample(n, S_ENC)
+        self.up32 = SkipUpSample(n + S_ENC, S_ENC)
+
+    def forward(self, enc):
+        enc1, enc2, enc3 = enc
+        dec3 = self.decoder_level3(enc3)
+        dec2 = self.decoder_level2(self.up32(dec3, self.skip_attn2(enc2)))
+        dec1 = self.decoder_level1(self.up21(dec2, self.skip_attn1(enc1)))
+        return [dec1, dec2, dec3]
+
+
+class RB(nn.Module):
+    """Residual group: num_cab DCABs and a 3x3 conv, plus the input."""
+
+    def __init__(self, channels, act, num_cab):
+        super().__init__()
+        self.body = nn.Sequential(*[DCAB(channels, act) for _ in range(num_cab)], conv(channels, channels, KERNEL_SIZE))
+
+    def forward(self, x):
+        return self.body(x) + x
+
+
+def _lift(n):
+    """Stage-1 features (RAW resolution) -> RGB resolution: bilinear x2 and 1x1 conv n -> n + S_RES."""
+    return nn.Sequential(Rescale(2.0), nn.Conv2d(n, n + S_RES, 1, bias=False))
+
+
+class ResNet(nn.Module):
+    """ORSNet-style RGB stage: three residual groups, each fed by one stage-1 encoder and decoder level."""
+
+    def __init__(self, n, act, num_cab):
+        super().__init__()
+        c = n + S_RES
+        self.orb1 = RB(c, act, num_cab)
+        self.orb2 = RB(c, act, num_cab)
+        self.orb3 = RB(c, act, num_cab)
+        self.up_enc1 = UpSample(n, S_ENC)
+        self.up_dec1 = UpSample(n, S_ENC)
+        self.up_enc2 = nn.Sequential(UpSample(n + S_ENC, S_ENC), UpSample(n, S_ENC))
+        self.up_dec2 = nn.Sequential(UpSample(n + S_ENC, S_ENC), UpSample(n, S_ENC))
+        for k in (1, 2, 3):
+            setattr(self, f"conv_enc{k}", _lift(n))
+            setattr(self, f"conv_dec{k}", _lift(n))
+
+    def forward(self, x, enc, dec):
+        x = self.orb1(x) + self.conv_enc1(enc[0]) + self.conv_dec1(dec[0])
+        x = self.orb2(x) + self.conv_enc2(self.up_enc1(enc[1])) + self.conv_dec2(self.up_dec1(dec[1]))
+        x = self.orb3(x) + self.conv_enc3(self.up_enc2(enc[2])) + self.conv_dec3(self.up_dec2(dec[2]))
+        return x
+
+
+class SCAM(nn.Module):
+    """Spatial-channel attention: features x gated by channel and spatial weights computed from a 4-channel RAW."""
+
+    def __init__(self, n, raw_channels=4, reduction=4):
+        super().__init__()
+        self.fc1 = nn.Conv2d(n, n // reduction, 1)
+        self.fc2 = nn.Conv2d(n // reduction, n, 1)
+        self.spatial_se = nn.Sequential(nn.Conv2d(n, 1, 1, bias=False), nn.Sigmoid())
+        self.conv1 = conv(n, n, 1)
+        self.conv2 = nn.Sequential(conv(raw_channels, n, 1), nn.PReLU())
+        self.conv3 = nn.Sequential(conv(raw_channels, n, 1), nn.PReLU())
+
+    def forward(self, x, raw):
+        pooled = self.conv2(raw).mean(dim=(2, 3), keepdim=True)
+        gate_c = torch.sigmoid(self.fc2(F.relu(self.fc1(pooled))))
+        gate_s = self.spatial_se(self.conv3(raw))
+        return gate_c * self.conv1(x) * gate_s
+
+
+def _demosaic_branch(n):
+    return nn.Sequential(conv(n, 4 * n, KERNEL_SIZE), nn.PReLU(), nn.PixelShuffle(2), conv(n, n, KERNEL_SIZE))
+
+
+def _colour_branch(n):
+    return nn.Sequential(conv(n, n, 1), nn.PReLU(), conv(n, n, 1), nn.PReLU(), conv(n, n, 1))
+
+
+class RRM(nn.Module):
+    """RAW-to-RGB module: a learned x2 demosaic (DM) and a pointwise colour mapping (GCM) per branch."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.DM_r = _demosaic_branch(n)
+        self.GCM_r = _colour_branch(n)
+        self.DM_b = _demosaic_branch(n)
+        self.GCM_b = _colour_branch(n)
+
+    def forward(self, feat_r, feat_b):
+        """(B, n, h, w) x 2 -> (B, 2n, 2h, 2w): reflection then background features at RGB resolution."""
+        return torch.cat([self.GCM_r(self.DM_r(feat_r)), self.GCM_b(self.DM_b(feat_b))], 1)
+
+
+class MCDRNet(nn.Module):
+    """CR3Net generator of width ``ngf`` with ``num_cab`` DCABs per RGB residual group."""
+
+    def __init__(self, ngf=64, num_cab=NUM_CAB, rgb_channels=3, raw_channels=4):
+        super().__init__()
+        n = ngf
+        self.ngf, self.num_cab = ngf, num_cab
+        act = nn.PReLU()  # one module shared by every DCAB (not an attribute: no key of its own)
+
+        def shallow(cin):
+            return nn.Sequential(conv(cin, n, KERNEL_SIZE), DCAB(n, act))
+
+        self.shallow_feat1_r = shallow(raw_channels)
+        self.shallow_feat1_t = shallow(raw_channels)
+        self.shallow_feat2_r = shallow(rgb_channels)
+        self.shallow_feat2_t = shallow(rgb_channels)
+        self.stage1_encoder_r = Encoder(n, act)
+        self.stage1_decoder_r = Decoder(n, act)
+        self.stage1_rconv = conv(n, raw_channels, KERNEL_SIZE)
+        self.stage1_encoder_t = Encoder(n, act)
+        self.stage1_decoder_t = Decoder(n, act)
+        self.stage1_tconv = conv(n, raw_channels, KERNEL_SIZE)
+        self.stage2_orsnet_r = ResNet(n, act, num_cab)
+        self.stage2_orsnet_t = ResNet(n, act, num_cab)
+        self.scam1_r = SCAM(n, raw_channels)
+        self.scam1_t = SCAM(n, raw_channels)
+        self.concat1_t = conv(2 * n, n, KERNEL_SIZE)
+        self.concat2_r = conv(3 * n, n + S_RES, KERNEL_SIZE)
+        self.concat2_t = conv(4 * n + S_RES, n + S_RES, KERNEL_SIZE)
+        self.RRM = RRM(n)
+        self.tail_r = conv(n + S_RES, rgb_channels, KERNEL_SIZE)
+        self.tail_t = conv(n + S_RES, rgb_channels, KERNEL_SIZE)
+
+    def forward(self, I_rgb, I_raw):
+        """Separate R and T.
+
+        I_rgb: (B, 3, H, W) sRGB in [0, 1]; I_raw: (B, 4, H/2, W/2) packed R,G,G,B, (x - black) / (white - black).
+        H and W must be multiples of ``SIZE_MULTIPLE``.
+        Returns ``([R_rgb, T_rgb], [R_raw, T_raw])``, unclamped, in the same domains as the inputs.
+        """
+        enc_r = self.stage1_encoder_r(self.shallow_feat1_r(I_raw))
+        dec_r = self.stage1_decoder_r(enc_r)
+        R_raw = self.stage1_rconv(dec_r[0]) + I_raw
+        att_r = self.scam1_r(dec_r[0], I_raw)
+
+        x_t = self.concat1_t(torch.cat([self.shallow_feat1_t(I_raw), att_r], 1))
+        enc_t = self.stage1_encoder_t(x_t)
+        dec_t = self.stage1_decoder_t(enc_t)
+        T_raw = self.stage1_tconv(dec_t[0]) + I_raw
+        att_t = self.scam1_t(dec_t[0], T_raw)
+
+        lifted = self.RRM(att_r, att_t)
+        x_r = self.concat2_r(torch.cat([self.shallow_feat2_r(I_rgb), lifted], 1))
+        x_r = self.stage2_orsnet_r(x_r, enc_r, dec_r)
+        R_rgb = self.tail_r(x_r) + I_rgb
+
+        x_t = self.concat2_t(torch.cat([self.shallow_feat2_t(I_rgb), x_r, lifted], 1))
+        x_t = self.stage2_orsnet_t(x_t, enc_t, dec_t)
+        T_rgb = self.tail_t(x_t) + I_rgb
+        return [R_rgb, T_rgb], [R_raw, T_raw]

@@ -1,0 +1,89 @@
+"""``--model RAWRR``: CR3Net for evaluation (this file) and training (generator T/R, PatchGAN, upstream losses)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import load_generator_weights
+from models.inference import separate
+from models.networks import define_G
+from util.errors import UserError
+from util.precision import resolve_precision, to_memory_format
+
+RELEASED_WEIGHTS_HINT = (
+    "the released weights are final_net_G_T.pth from the CR3Net authors (github NamecantbeNULL/RAW_RGB_RR), "
+    "to be put in checkpoints/RAW_RGB_RR/"
+)
+
+
+class RAWRRModel:
+    """CR3Net generator ``netG_T`` (it predicts both T and R) with device, precision and checkpoint handling."""
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train=True):
+        if is_train:
+            from models.rawrr_training import add_training_options
+
+            add_training_options(parser)
+        return parser
+
+    def __init__(self, opt):
+        self.opt = opt
+        self.is_train = bool(getattr(opt, "is_train", False))
+        self.device = torch.device(opt.device)
+        self.precision = resolve_precision(opt.precision, self.device)
+        self.channels_last = not getattr(opt, "no_channels_last", False)
+        self.save_dir = Path(opt.checkpoints_dir) / opt.name
+        self.netG_T = define_G(opt.ngf, opt.num_cab, opt.netG, opt.init_type, opt.init_gain, self.device)
+        self.netG_T = to_memory_format(self.netG_T, self.channels_last)
+        self.visuals: dict[str, torch.Tensor] = {}
+        self.inference_seconds = 0.0
+
+    # ---------------------------------------------------------------- weights
+    def weights_path(self, epoch) -> Path:
+        return self.save_dir / f"{epoch}_net_G_T.pth"
+
+    def setup(self, opt):
+        """Load ``<checkpoints_dir>/<name>/<epoch>_net_G_T.pth`` for evaluation."""
+        path = self.weights_path(opt.epoch)
+        if not path.is_file():
+            hint = RELEASED_WEIGHTS_HINT if opt.name == "RAW_RGB_RR" else "train it first or check --name/--epoch"
+            raise UserError(f"no weights at {path}: {hint}")
+        load_generator_weights(self.netG_T, path)
+        self.loaded_weights = path
+        self.eval()
+
+    def eval(self):
+        self.netG_T.eval()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.netG_T.parameters())
+
+    # ---------------------------------------------------------------- inference
+    def set_input(self, batch: dict):
+        """Batch from a rawrr dataset: ``I_rgb`` (B,3,H,W), ``I_raw`` (B,4,H/2,W/2) and optional T_*/R_* targets."""
+        non_blocking = self.device.type == "cuda"
+        self.input = {k: v.to(self.device, non_blocking=non_blocking) for k, v in batch.items()
+                      if isinstance(v, torch.Tensor) and v.dim() == 4}
+
+    @torch.inference_mode()
+    def test(self):
+        """Predict T and R for the current input; records the inference time in ``inference_seconds``."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        out = separate(self.netG_T, self.input["I_rgb"], self.input["I_raw"], self.precision, self.channels_last)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.inference_seconds = time.perf_counter() - start
+        self.visuals = {"I_rgb": self.input["I_rgb"], **out}
+        for k in ("T_rgb", "R_rgb"):
+            if k in self.input:
+                self.visuals[f"{k[0]}_gt_rgb"] = self.input[k]
+        return self.visuals
+
+    def get_current_visuals(self) -> dict[str, torch.Tensor]:
+        return self.visuals

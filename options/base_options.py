@@ -1,0 +1,182 @@
+"""Options shared by train.py, test.py and the other commands (upstream flag names kept)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+import data
+import models
+from util.errors import UserError
+from util.precision import PRECISIONS
+
+DEFAULT_NGF = 64  # width of the released checkpoint
+DEFAULT_NUM_CAB = 8
+ARCH_FLAGS = ("ngf", "num_cab")  # taken from the checkpoint folder when not given
+
+
+def add_flag_once(parser: argparse.ArgumentParser, *names, **kwargs):
+    """``parser.add_argument`` unless a flag of that name exists already (plug-ins share option setters)."""
+    if any(n in parser._option_string_actions for n in names):
+        return None
+    return parser.add_argument(*names, **kwargs)
+
+
+class BaseOptions:
+    """Parse, complete and save the options of one run. ``parse(argv)`` returns an ``argparse.Namespace``."""
+
+    is_train = False
+    description = "CR3Net"
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        g = parser.add_argument_group("data and experiment")
+        g.add_argument("--dataroot", default="./datasets",
+                       help="dataset folder (upstream layout: testB_rgb/testB_raw, testA1_*, testA2_*, wogtB_*)")
+        g.add_argument("--name", default="RAW_RGB_RR",
+                       help="experiment name: weights are read from / written to <checkpoints_dir>/<name>/")
+        g.add_argument("--checkpoints_dir", default="./checkpoints", help="folder of experiment folders")
+        g.add_argument("--model", default="RAWRR", help="model to use (case-insensitive): RAWRR")
+        g.add_argument("--dataset_mode", default="rawrr", help="dataset to use (case-insensitive): rawrr")
+        g.add_argument("--epoch", default="final", help="weights to load: <epoch>_net_G_T.pth")
+        g.add_argument("--num_threads", type=int, default=0, help="data-loading worker processes (0 = in the main one)")
+        g.add_argument("--max_dataset_size", type=int, default=sys.maxsize, help=argparse.SUPPRESS)
+        g.add_argument("--suffix", default="", help="suffix appended to --name, e.g. {netG}_ngf{ngf}")
+        g.add_argument("--verbose", action="store_true", help="print more (network size, model creation)")
+
+        g = parser.add_argument_group("network")
+        g.add_argument("--netG", default="gen_drop", help="generator architecture (upstream name): gen_drop = CR3Net")
+        g.add_argument("--ngf", type=int, default=None,
+                       help=f"generator width; default: the checkpoint folder's, else {DEFAULT_NGF} (released model)")
+        g.add_argument("--num_cab", type=int, default=None,
+                       help=f"DCABs per RGB residual group; default: the checkpoint folder's, else {DEFAULT_NUM_CAB}")
+        g.add_argument("--init_type", default="normal", help="weight init: normal | xavier | kaiming | orthogonal")
+        g.add_argument("--init_gain", type=float, default=0.02, help="std / gain of the weight init")
+
+        g = parser.add_argument_group("device and speed")
+        g.add_argument("--gpu_ids", default="",
+                       help="GPU ids, e.g. 0 or 0,1; -1 = CPU; default: GPU 0 when there is one, else the CPU")
+        g.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="autocast precision: auto = bf16 on a CPU with native bf16, bf16/fp16 on CUDA, else fp32")
+        g.add_argument("--no_channels_last", action="store_true",
+                       help="keep the default NCHW memory format (channels_last is faster on CPU and GPU)")
+        g.add_argument("--seed", type=int, default=0, help="random seed")
+        return parser
+
+    # ------------------------------------------------------------------ parsing
+    def gather_options(self, argv):
+        parser = argparse.ArgumentParser(
+            description=self.description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+        parser = self.initialize(parser)
+        opt, _ = parser.parse_known_args(argv)
+        phase = "train" if self.is_train else getattr(opt, "phase", "test")
+        # model- and dataset-specific flags (resolved by name, case-insensitively)
+        models.get_option_setter(opt.model)(parser, self.is_train)
+        data.get_option_setter(opt.dataset_mode, phase)(parser, self.is_train)
+        self.parser = parser
+        return parser.parse_args(argv)
+
+    def parse(self, argv=None, save=True):
+        argv = sys.argv[1:] if argv is None else list(argv)
+        opt = self.gather_options(argv)
+        opt.is_train = self.is_train
+        if self.is_train:
+            opt.phase = "train"
+        if opt.suffix:
+            opt.name = opt.name + "_" + opt.suffix.format(**vars(opt))
+        opt.explicit = {a.dest for a in self.parser._actions if any(s in argv for s in a.option_strings)}
+        opt.gpu_ids, opt.device = resolve_device(opt.gpu_ids)
+        resolve_architecture(opt)
+        self.opt = opt
+        if save:
+            save_options(opt, self.parser)
+        if opt.verbose:
+            print(format_options(opt, self.parser))
+        return opt
+
+
+def resolve_device(spec: str):
+    """``--gpu_ids`` -> (list of ids, torch.device). Empty = GPU 0 when CUDA is available, else CPU; -1 = CPU."""
+    spec = str(spec).strip()
+    if spec == "":
+        ids = [0] if torch.cuda.is_available() else []
+    else:
+        try:
+            ids = [int(s) for s in spec.split(",") if s.strip() != ""]
+        except ValueError:
+            raise UserError(f"--gpu_ids {spec!r} is not a list of integers like 0,1 (-1 = CPU)") from None
+        ids = [i for i in ids if i >= 0]
+    if ids and not torch.cuda.is_available():
+        raise UserError(f"--gpu_ids {spec} asks for a GPU but CUDA is not available here; use --gpu_ids -1 for the CPU")
+    if ids and max(ids) >= torch.cuda.device_count():
+        raise UserError(f"--gpu_ids {spec}: only {torch.cuda.device_count()} GPU(s) are visible")
+    local_rank = int(os.environ.get("LOCAL_RANK", "-1"))
+    if ids and local_rank >= 0:  # torchrun: one process per GPU
+        ids = [ids[local_rank % len(ids)]]
+    device = torch.device(f"cuda:{ids[0]}") if ids else torch.device("cpu")
+    if ids:
+        torch.cuda.set_device(device)
+    return ids, device
+
+
+def experiment_dir(opt) -> Path:
+    return Path(opt.checkpoints_dir) / opt.name
+
+
+def read_saved_options(path) -> dict[str, str]:
+    """Options from a ``<phase>_opt.txt`` file (lines ``name: value [default: ...]``)."""
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        if ":" in line and not line.startswith("-"):
+            key, _, rest = line.partition(":")
+            values[key.strip()] = rest.split("\t")[0].strip()
+    return values
+
+
+def resolve_architecture(opt) -> None:
+    """Fill ``--ngf``/``--num_cab`` when not given: the checkpoint folder's ``train_opt.txt``, then the weights file
+    itself, then upstream's defaults (64, 8). A folder of upstream's, with neither, means the released network."""
+    missing = [k for k in ARCH_FLAGS if getattr(opt, k, None) is None]
+    if not missing:
+        return
+    exp = experiment_dir(opt)
+    found = {}
+    train_opt = exp / "train_opt.txt"
+    if train_opt.is_file():
+        saved = read_saved_options(train_opt)
+        found = {k: int(saved[k]) for k in ARCH_FLAGS if saved.get(k, "None") not in ("None", "")}
+    weights = exp / f"{opt.epoch}_net_G_T.pth"
+    if len(found) < len(ARCH_FLAGS) and weights.is_file() and not opt.is_train:
+        from models.checkpoint import infer_generator_shape, load_state_dict_file
+
+        found = dict(zip(ARCH_FLAGS, infer_generator_shape(load_state_dict_file(weights), weights), strict=True))
+    defaults = {"ngf": DEFAULT_NGF, "num_cab": DEFAULT_NUM_CAB}
+    for k in missing:
+        setattr(opt, k, found.get(k, defaults[k]))
+
+
+def format_options(opt, parser) -> str:
+    lines = ["----------------- Options ---------------"]
+    for k, v in sorted(vars(opt).items()):
+        if k == "explicit":
+            continue
+        default = parser.get_default(k)
+        note = f"\t[default: {default}]" if v != default else ""
+        lines.append(f"{k:>25}: {v!s:<30}{note}")
+    lines.append("----------------- End -------------------")
+    return "\n".join(lines)
+
+
+def save_options(opt, parser) -> Path:
+    """Write the final options (after every override) to ``<checkpoints_dir>/<name>/<phase>_opt.txt``."""
+    rank = int(os.environ.get("RANK", "0"))
+    path = experiment_dir(opt) / f"{opt.phase}_opt.txt"
+    if rank != 0:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(format_options(opt, parser) + "\n")
+    return path

@@ -1,0 +1,22 @@
+"""Options of test.py (upstream names: --results_dir --num_test --eval --phase)."""
+
+from options.base_options import BaseOptions
+
+
+class TestOptions(BaseOptions):
+    is_train = False
+    description = "Evaluate CR3Net on a RAW+RGB test set: images, PSNR/SSIM/LPIPS, an HTML report."
+
+    def initialize(self, parser):
+        parser = super().initialize(parser)
+        g = parser.add_argument_group("evaluation")
+        g.add_argument("--results_dir", default="./results",
+                       help="results go to <results_dir>/<name>/test_<epoch>/")
+        g.add_argument("--phase", default="test", help="phase name (upstream flag)")
+        g.add_argument("--num_test", type=int, default=0, help="evaluate at most this many images (0 = all)")
+        g.add_argument("--eval", action="store_true", help="upstream flag; the network is always run in eval mode")
+        g.add_argument("--eval_resize", default="official", choices=("official", "none"),
+                       help="official = upstream's rule (long side 640, short side a multiple of 64); "
+                       "none = native resolution (padded to a multiple of 8, cropped back)")
+        g.add_argument("--no_lpips", action="store_true", help="skip LPIPS (PSNR and SSIM only)")
+        return parser

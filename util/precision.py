@@ -1,0 +1,57 @@
+"""Mixed precision: ``--precision {fp32,bf16,fp16,auto}`` as autocast, plus the channels_last memory format.
+
+``auto`` picks bf16 on a CPU with native bf16 instructions (AVX512-BF16 or AMX), bf16 on a CUDA GPU that supports
+it (else fp16), and fp32 otherwise: on a CPU without native bf16 (e.g. AVX2 only), bf16 is emulated and far slower.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 arithmetic
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes in bf16 natively (x86 AVX512-BF16 / AMX, read from /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in NATIVE_BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str, device) -> str:
+    """The concrete precision (fp32, bf16 or fp16) that ``precision`` means on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    device = torch.device(device)
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device, precision: str):
+    """Autocast context for a concrete precision; fp32 is a no-op."""
+    device = torch.device(device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def to_memory_format(x, channels_last: bool):
+    """Module or 4-D tensor in channels_last (NHWC in memory) or the default format."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if isinstance(x, torch.nn.Module):
+        return x.to(memory_format=fmt)
+    return x.contiguous(memory_format=fmt) if x.dim() == 4 else x

@@ -1,0 +1,32 @@
+"""Find plug-in classes by name, case-insensitively (``--model RAWRR`` and ``--model rawrr`` are one model)."""
+
+import importlib
+import inspect
+from pathlib import Path
+
+from util.errors import UserError
+
+
+def find_class(package: str, suffix: str, name: str, flag: str, exclude_suffix: str | None = None):
+    """The class ``<Name><Suffix>`` defined in ``<package>/<name>_<suffix>.py``, matched case-insensitively.
+
+    ``find_class("models", "model", "rawrr", "--model")`` returns ``models.rawrr_model.RAWRRModel``. An unknown
+    name raises :class:`UserError` listing the choices.
+    """
+    folder = Path(__file__).resolve().parents[1] / package
+    choices = {
+        p.stem[: -len(suffix) - 1].lower(): p.stem
+        for p in folder.glob(f"*_{suffix}.py")
+        if not (exclude_suffix and p.stem.endswith(f"_{exclude_suffix}"))
+    }
+    key = name.lower()
+    if key not in choices:
+        raise UserError(f"unknown {flag} {name!r}; choose one of: {', '.join(sorted(choices)) or '(none)'}")
+    module = importlib.import_module(f"{package}.{choices[key]}")
+    wanted = key + suffix.lower()
+    for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+        if cls_name.lower() == wanted and cls.__module__ == module.__name__:
+            return cls
+    raise UserError(f"{package}/{choices[key]}.py defines no class named like {name}{suffix.capitalize()}")
+
+
