@@ -293,8 +293,13 @@ def load_vgg_features(kind: str = "auto") -> tuple[nn.Sequential, str]:
 
 def main(argv=None) -> None:
     """``python -m util.backbones``: convert the backbone weights if needed and print where they are."""
-    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
-    for arch, path in ensure_backbones(verbose=True).items():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quiet", action="store_true", help="print nothing when the weights are already there")
+    args = parser.parse_args(argv)
+    paths = ensure_backbones(verbose=True)
+    if args.quiet:
+        return
+    for arch, path in paths.items():
         print(f"{arch}: {path}")
     vgg19_path = torchvision_cache_dir() / TORCHVISION_CACHE_FILES["vgg19"]
     print(f"vgg19: {vgg19_path if vgg19_path.is_file() else f'absent ({vgg19_path}); the VGG16 substitute is used'}")

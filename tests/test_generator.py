@@ -1,0 +1,83 @@
+"""The generator matches upstream's released checkpoint layout, and checkpoints load in every accepted wrapping."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import infer_generator_shape, load_generator_weights, load_state_dict_file
+from models.mcdrnet import MCDRNet
+from util.errors import UserError
+
+MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "docs" / "official_G_T_keys_ngf64.tsv"
+RELEASED_STATE_DICT_NUMEL = 11_023_338  # the reference's count: state_dict entries, shared PReLU once per DCAB
+
+
+def read_manifest(path):
+    rows = path.read_text().splitlines()[1:]
+    return {k: tuple(int(d) for d in s.split("x")) for k, s in (r.split("\t") for r in rows)}
+
+
+@pytest.fixture(scope="module")
+def net64():
+    return MCDRNet(ngf=64)
+
+
+def test_state_dict_matches_released_manifest(net64):
+    if not MANIFEST.is_file():
+        pytest.skip(f"{MANIFEST} is absent: it lives in the project's shared docs")
+    expected = read_manifest(MANIFEST)
+    got = {k: tuple(v.shape) if v.dim() else (1,) for k, v in net64.state_dict().items()}
+    assert len(expected) == 485
+    assert set(got) == set(expected), (set(got) ^ set(expected))
+    assert {k: v for k, v in got.items() if v != expected[k]} == {}
+
+
+def test_parameter_count_and_shared_prelu(net64):
+    sd = net64.state_dict()
+    assert sum(v.numel() for v in sd.values()) == RELEASED_STATE_DICT_NUMEL
+    shared = [k for k in sd if k.endswith("body.1.weight")]
+    assert len(shared) == 80
+    ptrs = {sd[k].data_ptr() for k in shared}
+    assert len(ptrs) == 1, "every DCAB must share the generator's one PReLU"
+
+
+def test_forward_shapes_and_residual_identity():
+    net = MCDRNet(ngf=8, num_cab=1)
+    for p in net.parameters():
+        torch.nn.init.zeros_(p)
+    I_rgb, I_raw = torch.rand(2, 3, 32, 48), torch.rand(2, 4, 16, 24)
+    (R_rgb, T_rgb), (R_raw, T_raw) = net(I_rgb, I_raw)
+    assert R_rgb.shape == T_rgb.shape == I_rgb.shape and R_raw.shape == T_raw.shape == I_raw.shape
+    # with all weights zero every output is its input (each head adds its input back)
+    torch.testing.assert_close(T_rgb, I_rgb)
+    torch.testing.assert_close(R_raw, I_raw)
+
+
+@pytest.mark.parametrize("wrap", ["bare", "params", "state_dict", "module"])
+def test_checkpoint_wrappings_load(tmp_path, wrap):
+    torch.manual_seed(1)
+    src = MCDRNet(ngf=8, num_cab=2)
+    sd = src.state_dict()
+    obj = {"bare": sd, "params": {"params": sd}, "state_dict": {"state_dict": sd},
+           "module": {f"module.{k}": v for k, v in sd.items()}}[wrap]
+    torch.save(obj, tmp_path / "w.pth")
+    dst = MCDRNet(ngf=8, num_cab=2)
+    load_generator_weights(dst, tmp_path / "w.pth")
+    for k, v in dst.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    assert infer_generator_shape(load_state_dict_file(tmp_path / "w.pth")) == (8, 2)
+
+
+def test_checkpoint_errors(tmp_path):
+    torch.save(MCDRNet(ngf=8, num_cab=2).state_dict(), tmp_path / "w8.pth")
+    with pytest.raises(UserError, match=r"--ngf 8 --num_cab 2.*built with --ngf 16"):
+        load_generator_weights(MCDRNet(ngf=16, num_cab=2), tmp_path / "w8.pth")
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint .*bad.pth"):
+        load_state_dict_file(tmp_path / "bad.pth")
+    with pytest.raises(UserError, match="does not exist"):
+        load_state_dict_file(tmp_path / "missing.pth")
+    torch.save({"x.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="not a CR3Net generator"):
+        load_generator_weights(MCDRNet(ngf=8, num_cab=2), tmp_path / "other.pth")
