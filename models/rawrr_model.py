@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import load_generator_weights
-from models.inference import separate
 from models.networks import define_G
+from models.tiling import DEFAULT_OVERLAP, separate_tiled
 from util.errors import UserError
 from util.precision import resolve_precision, to_memory_format
 
@@ -75,7 +75,10 @@ class RAWRRModel:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
-        out = separate(self.netG_T, self.input["I_rgb"], self.input["I_raw"], self.precision, self.channels_last)
+        # whole image with --tile 0 (the default), else overlapping tiles; outputs come back on the CPU
+        out = separate_tiled(self.netG_T, self.input["I_rgb"], self.input["I_raw"], int(getattr(self.opt, "tile", 0)),
+                             getattr(self.opt, "tile_overlap", DEFAULT_OVERLAP), self.device, self.precision,
+                             self.channels_last)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.inference_seconds = time.perf_counter() - start

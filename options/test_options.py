@@ -18,5 +18,9 @@ class TestOptions(BaseOptions):
         g.add_argument("--eval_resize", default="official", choices=("official", "none"),
                        help="official = upstream's rule (long side 640, short side a multiple of 64); "
                        "none = native resolution (padded to a multiple of 8, cropped back)")
+        g.add_argument("--tile", type=int, default=0,
+                       help="run the network on overlapping tiles of this many RGB pixels (multiple of 8; 0 = whole "
+                       "image): bounded memory for full-resolution photos")
+        g.add_argument("--tile_overlap", type=int, default=64, help="overlap of neighbouring tiles, in RGB pixels")
         g.add_argument("--no_lpips", action="store_true", help="skip LPIPS (PSNR and SSIM only)")
         return parser

@@ -1,0 +1,88 @@
+"""Tiled inference: bounded memory on photos of any size, overlapping tiles blended without seams.
+
+Each tile (``tile`` x ``tile`` RGB pixels, its packed RAW half of that) runs through
+:func:`models.inference.separate`; neighbouring tiles overlap by ``overlap`` pixels and are blended with weights
+that ramp linearly across the overlap, so every output pixel is a convex combination of the predictions that cover
+it. Memory is that of one tile on the device plus the full-size float32 outputs on the host.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from models.inference import separate
+from models.mcdrnet import SIZE_MULTIPLE
+
+DEFAULT_TILE = 512  # RGB pixels; 0 = whole image
+DEFAULT_OVERLAP = 64
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Even start offsets covering [0, length) with tiles of ``tile`` overlapping by at least ``overlap``."""
+    if length <= tile:
+        return [0]
+    step = max(2, (tile - overlap) // 2 * 2)
+    starts = list(range(0, length - tile, step))
+    starts.append((length - tile) // 2 * 2)
+    return sorted(set(starts))
+
+
+def _ramp(length: int, start: int, size: int, total: int, overlap: int) -> torch.Tensor:
+    """1-D blend weights of one tile: linear ramps over the overlap at interior edges, 1 elsewhere."""
+    w = torch.ones(size)
+    if overlap <= 0:
+        return w
+    ramp = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap
+    n = min(overlap, size)
+    if start > 0:
+        w[:n] = torch.minimum(w[:n], ramp[:n])
+    if start + size < total:
+        w[size - n:] = torch.minimum(w[size - n:], ramp[:n].flip(0))
+    return w
+
+
+def separate_tiled(net, I_rgb, I_raw, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, device="cpu",
+                   precision: str = "fp32", channels_last: bool = True, progress=None) -> dict[str, torch.Tensor]:
+    """Like :func:`models.inference.separate` for one image, tile by tile.
+
+    I_rgb: (1, 3, H, W) float32 [0, 1] and I_raw: (1, 4, H/2, W/2) packed, normalised, on any device (the CPU for
+    large photos); ``tile`` a multiple of ``SIZE_MULTIPLE`` (0 = run whole). Tiles are moved to ``device`` one at a
+    time. Returns CPU float32 ``T_rgb``, ``R_rgb`` (1, 3, H, W) and ``T_raw``, ``R_raw`` (1, 4, H/2, W/2) in [0, 1].
+    ``progress``: optional callable(done, total) after each tile.
+    """
+    _, _, h, w = I_rgb.shape
+    if tile <= 0 or (h <= tile and w <= tile):
+        out = separate(net, I_rgb.to(device), I_raw.to(device), precision, channels_last)
+        return {k: v.cpu() for k, v in out.items()}
+    if tile % SIZE_MULTIPLE:
+        raise ValueError(f"tile size {tile} must be a multiple of {SIZE_MULTIPLE}")
+    overlap = min(overlap, tile // 2) // 2 * 2
+    th, tw = min(tile, h), min(tile, w)
+    ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
+    acc = {"T_rgb": torch.zeros(1, 3, h, w), "R_rgb": torch.zeros(1, 3, h, w),
+           "T_raw": torch.zeros(1, 4, h // 2, w // 2), "R_raw": torch.zeros(1, 4, h // 2, w // 2)}
+    weight_rgb = torch.zeros(1, 1, h, w)
+    weight_raw = torch.zeros(1, 1, h // 2, w // 2)
+    total, done = len(ys) * len(xs), 0
+    for y in ys:
+        wy, wy_raw = _ramp(h, y, th, h, overlap), _ramp(h // 2, y // 2, th // 2, h // 2, overlap // 2)
+        for x in xs:
+            wx, wx_raw = _ramp(w, x, tw, w, overlap), _ramp(w // 2, x // 2, tw // 2, w // 2, overlap // 2)
+            out = separate(net, I_rgb[..., y:y + th, x:x + tw].to(device),
+                           I_raw[..., y // 2:(y + th) // 2, x // 2:(x + tw) // 2].to(device), precision, channels_last)
+            win = (wy[:, None] * wx[None, :])[None, None]
+            win_raw = (wy_raw[:, None] * wx_raw[None, :])[None, None]
+            for k in ("T_rgb", "R_rgb"):
+                acc[k][..., y:y + th, x:x + tw] += out[k].cpu() * win
+            for k in ("T_raw", "R_raw"):
+                acc[k][..., y // 2:(y + th) // 2, x // 2:(x + tw) // 2] += out[k].cpu() * win_raw
+            weight_rgb[..., y:y + th, x:x + tw] += win
+            weight_raw[..., y // 2:(y + th) // 2, x // 2:(x + tw) // 2] += win_raw
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    for k in ("T_rgb", "R_rgb"):
+        acc[k] /= weight_rgb
+    for k in ("T_raw", "R_raw"):
+        acc[k] /= weight_raw
+    return acc
