@@ -1,7 +1,7 @@
 """Reading and writing the image files of the datasets: 8-bit RGB photos and 16-bit Bayer mosaics.
 
 Every unreadable or unsuitable file raises :class:`util.errors.UserError` naming the file.
-:func:`read_raw_mosaic` dispatches on the file extension; it is the one place to extend for camera RAW files.
+:func:`read_raw_mosaic` dispatches on the file extension (camera RAW files go through :mod:`data.camera_raw`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from data.camera_raw import CAMERA_RAW_EXTENSIONS, read_camera_raw
 from util.errors import UserError
 
 RGB_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-RAW_MOSAIC_EXTENSIONS = (".png", ".tiff", ".tif")  # 16-bit single-channel Bayer mosaics
+# 16-bit single-channel Bayer mosaics, and camera RAW files (DNG, NEF, CR2, ...; read with rawpy)
+RAW_MOSAIC_EXTENSIONS = (".png", ".tiff", ".tif", *CAMERA_RAW_EXTENSIONS)
 _PIL_8BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La")
 _PIL_16BIT_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 UINT16_MAX = 65535
@@ -86,8 +88,13 @@ def _read_tiff_mosaic(path: Path) -> np.ndarray:
     return arr
 
 
-# Extension -> reader; add camera RAW formats (rawpy) here.
+def _read_camera_raw_mosaic(path: Path) -> np.ndarray:
+    return read_camera_raw(path).mosaic
+
+
+# Extension -> reader: 16-bit PNG/TIFF mosaics, and camera RAW files through rawpy (data/camera_raw.py).
 _MOSAIC_READERS = {".png": _read_png_mosaic, ".tif": _read_tiff_mosaic, ".tiff": _read_tiff_mosaic}
+_MOSAIC_READERS.update(dict.fromkeys(CAMERA_RAW_EXTENSIONS, _read_camera_raw_mosaic))
 
 
 def read_raw_mosaic(path) -> np.ndarray:

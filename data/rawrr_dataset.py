@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from data.camera_raw import is_camera_raw, load_jpeg_partner, read_camera_raw, render_rgb
 from data.cameras import resolve_profile
 from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_raw_mosaic, read_rgb
 from util.errors import UserError
@@ -145,24 +146,26 @@ class RawrrDataset(Dataset):
             for key, folder in folders.items()
         }
         i_rgb = listing[("I", "rgb")]
-        if not i_rgb:
+        # a camera RAW file (DNG, NEF, ...) needs no RGB partner: its RGB is then rendered from the RAW
+        rendered = {s for s, raws in listing[("I", "raw")].items() if s not in i_rgb and is_camera_raw(raws[0])}
+        if not i_rgb and not rendered:
             raise UserError(f"{folders[('I', 'rgb')]} holds no images ({', '.join(RGB_EXTENSIONS)})")
         for stem, raws in listing[("I", "raw")].items():
-            if stem not in i_rgb:
+            if stem not in i_rgb and stem not in rendered:
                 rgb_folder = folders[("I", "rgb")]
                 raise UserError(f"no partner for {raws[0]}: looked for {stem}.png (or .jpg, .tif, ...) in {rgb_folder}")
         items = []
-        for stem in sorted(i_rgb):
-            rgb_path = _single_partner(stem, i_rgb, folders[("I", "rgb")], RGB_EXTENSIONS, folders[("I", "rgb")])
-            paths = {"I_rgb": rgb_path}
+        for stem in sorted(set(i_rgb) | rendered):
+            paths = {}
             for role in roles:
-                for kind in ("rgb", "raw"):
-                    if (role, kind) == ("I", "rgb"):
+                for kind in ("raw", "rgb"):
+                    folder, found = folders[(role, kind)], listing[(role, kind)]
+                    if kind == "rgb" and stem not in found and is_camera_raw(paths[f"{role}_raw"]):
+                        paths[f"{role}_rgb"] = None  # rendered from the camera RAW file
                         continue
                     exts = RGB_EXTENSIONS if kind == "rgb" else RAW_MOSAIC_EXTENSIONS
-                    paths[f"{role}_{kind}"] = _single_partner(
-                        stem, listing[(role, kind)], folders[(role, kind)], exts, rgb_path
-                    )
+                    wanted_by = i_rgb[stem][0] if stem in i_rgb else paths.get("I_raw", folder / stem)
+                    paths[f"{role}_{kind}"] = _single_partner(stem, found, folder, exts, wanted_by)
             items.append({"stem": stem, "paths": paths})
         return items
 
@@ -171,14 +174,24 @@ class RawrrDataset(Dataset):
 
     def _load_pair(self, role: str, paths: dict[str, Path]):
         rgb_path, raw_path = paths[f"{role}_rgb"], paths[f"{role}_raw"]
-        rgb = read_rgb(rgb_path)
-        mosaic = read_raw_mosaic(raw_path)
+        if is_camera_raw(raw_path):
+            # pattern and levels from the file's metadata; a camera JPEG is aligned to the mosaic's geometry
+            cam = read_camera_raw(raw_path)
+            mosaic, profile = cam.mosaic, cam.profile()
+            if rgb_path is None:
+                rgb = render_rgb(cam)
+            elif Path(rgb_path).suffix.lower() in (".jpg", ".jpeg"):
+                rgb = load_jpeg_partner(rgb_path, cam)
+            else:
+                rgb = read_rgb(rgb_path)
+        else:
+            rgb, mosaic = read_rgb(rgb_path), read_raw_mosaic(raw_path)
+            profile = resolve_profile(raw_path, self.root)
         if mosaic.shape != rgb.shape[:2]:
             (rh, rw), (mh, mw) = rgb.shape[:2], mosaic.shape
             raise UserError(
                 f"size mismatch: {rgb_path} is {rw}x{rh} but its RAW {raw_path} is {mw}x{mh} (width x height)"
             )
-        profile = resolve_profile(raw_path, self.root)
         raw = normalize_raw(pack_raw(mosaic, profile.cfa), profile.black, profile.white)
         rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / RGB_MAX
         return rgb_t, torch.from_numpy(np.ascontiguousarray(raw)), profile
@@ -186,7 +199,7 @@ class RawrrDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         entry = self.items[index]
         paths = entry["paths"]
-        item = {"stem": entry["stem"], "paths": {k: str(v) for k, v in paths.items()}}
+        item = {"stem": entry["stem"], "paths": {k: str(v) if v is not None else "" for k, v in paths.items()}}
         size = None
         for role in self.roles:
             rgb, raw, profile = self._load_pair(role, paths)

@@ -23,10 +23,10 @@ def find_class(package: str, suffix: str, name: str, flag: str, exclude_suffix: 
     if key not in choices:
         raise UserError(f"unknown {flag} {name!r}; choose one of: {', '.join(sorted(choices)) or '(none)'}")
     module = importlib.import_module(f"{package}.{choices[key]}")
-    wanted = key + suffix.lower()
+    wanted = (key + suffix).replace("_", "").lower()
     for cls_name, cls in inspect.getmembers(module, inspect.isclass):
-        if cls_name.lower() == wanted and cls.__module__ == module.__name__:
+        if cls_name.replace("_", "").lower() == wanted and cls.__module__ == module.__name__:
             return cls
-    raise UserError(f"{package}/{choices[key]}.py defines no class named like {name}{suffix.capitalize()}")
+    raise UserError(f"{package}/{choices[key]}.py defines no class named like {name}{suffix.title().replace('_', '')}")
 
 
