@@ -1,0 +1,406 @@
+"""Training data for RAW+RGB reflection removal: synthetic triplets from photographs, mixed per sample with real ones.
+
+Sources under ``opt.dataroot``:
+
+* photos for synthesis: ``trainA1_rgb`` (transmission sources) and ``trainA2_rgb`` (reflection sources) when both
+  exist (upstream layout); otherwise every image found recursively under ``dataroot`` (outside the folders of the
+  upstream layout, :data:`LAYOUT_FOLDER_PATTERNS`), T and R then drawn as two different photos of that one pool;
+* real triplets (optional): ``real_T_rgb``, ``real_T_raw``, ``real_R_rgb``, ``real_R_raw``, ``real_I_rgb``,
+  ``real_I_raw``, matched by file stem; each RAW mosaic is packed with its camera profile
+  (:func:`data.cameras.resolve_profile`; camera RAW files such as DNG use their own metadata and their camera JPEG
+  is aligned to the mosaic, as in :mod:`data.rawrr_dataset`).
+
+Each item is real with probability ``opt.real_ratio``, decided per sample (upstream decides for a whole batch from
+its first sample). All randomness of item ``index`` comes from ``np.random.default_rng([seed, epoch, index])``:
+the data of a run is a pure function of (seed, epoch, index), so a resumed run sees exactly the same samples and
+DataLoader workers never repeat each other. Call :meth:`RawrrTrainDataset.set_epoch` before each epoch (with
+``persistent_workers=False``, the default, workers copy the dataset at the start of each epoch).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from data.camera_raw import is_camera_raw, load_jpeg_partner, read_camera_raw
+from data.cameras import resolve_profile
+from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_raw_mosaic, read_rgb
+from data.rawrr_dataset import _files_by_stem, _single_partner
+from util.errors import UserError
+from util.isp import bayer_flip, even_crop, normalize_raw, pack_raw
+from util.synthesis import (
+    SYN_MODELS,
+    should_resample,
+    synthesize,
+    upstream_max_size,
+    upstream_source_skip,
+)
+
+DEFAULT_CROP_SIZE = 256  # RGB crop; the packed RAW crop is half of it (upstream: 256 / 128)
+DEFAULT_REAL_RATIO = 0.3  # upstream: a sample is real with probability 0.3
+DEFAULT_SAMPLES_PER_EPOCH = 4000  # upstream: --dataset_size 4000
+DEFAULT_SEED = 0
+CROP_MULTIPLE = 8  # the generator downsamples the packed RAW twice: RGB sides must be multiples of 8
+REAL_CROP_FRACTION = 0.7  # upstream: real triplets are cropped to a square of 0.7 x the short side, then resized
+PHOTO_MAX_SHORT_SIDE = 512  # photos are cached with the short side at most this (never below the crop)
+MAX_RESAMPLES = 20  # redraws of a synthetic sample failing the skip rule before the last draw is kept
+RGB_MAX = 255.0
+
+SYN_FOLDERS = ("trainA1_rgb", "trainA2_rgb")  # T sources, R sources
+REAL_FOLDERS = {
+    key: f"real_{key}" for key in ("T_rgb", "T_raw", "R_rgb", "R_raw", "I_rgb", "I_raw")
+}  # item key -> folder
+# Folders of the upstream layout that never hold photos for synthesis in the recursive fallback.
+LAYOUT_FOLDER_PATTERNS = ("real_*", "test*_rgb", "test*_raw", "wogt*_rgb", "wogt*_raw", "train*_raw", "trainB_rgb")
+ROLES = ("I", "T", "R")
+
+
+def _add_option(parser, flag: str, **kwargs) -> None:
+    """``parser.add_argument(flag, ...)`` unless another option setter defined ``flag`` already."""
+    if flag not in parser._option_string_actions:
+        parser.add_argument(flag, **kwargs)
+
+
+def _to_tensor(rgb_u8: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb_u8.transpose(2, 0, 1))).float() / RGB_MAX
+
+
+def _resize_u8_bilinear(rgb_u8: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Upstream's photo resize (OpenCV INTER_LINEAR: bilinear, half-pixel centres, no antialiasing) -> uint8."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb_u8.transpose(2, 0, 1))).float().unsqueeze(0)
+    y = F.interpolate(x, size=size, mode="bilinear", align_corners=False).squeeze(0)
+    return y.round().clamp(0, 255).byte().numpy().transpose(1, 2, 0).copy()
+
+
+def _resize_tensor(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear, antialiased resize of a (C, h, w) float tensor to (C, size, size); unchanged if already so."""
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+class RawrrTrainDataset(Dataset):
+    """Training samples (synthetic or real) for ``--phase train``.
+
+    Item (a dict):
+
+    * ``I_rgb``, ``T_rgb``, ``R_rgb``: (3, S, S) float32 in [0, 1], sRGB, S = ``opt.crop_size``;
+    * ``I_raw``, ``T_raw``, ``R_raw``: (4, S/2, S/2) float32, packed [R, G1, G2, B], (x - black) / (white - black);
+    * ``is_real``: 0-d bool tensor, True for a captured triplet;
+    * ``source``: str, ``"real:<stem>"`` or ``"syn:<T photo>|<R photo>"`` (paths relative to ``dataroot``).
+
+    Options (``opt``): ``dataroot``; ``syn_model`` (``physical`` | ``upstream``, see :mod:`util.synthesis`);
+    ``real_ratio`` (probability that a sample is real); ``crop_size`` (RGB side, multiple of 8);
+    ``samples_per_epoch`` (``len``); ``seed``.
+
+    Synthetic samples: two different photos; ``physical``: a random ``S x S`` window of each (photos are cached
+    with their short side reduced to at most max(512, S); a photo smaller than S is an error), each flipped at
+    random, then mixed; ``upstream``: each photo resized to ``S x S`` (as upstream's 256 x 256) and mixed
+    unflipped, with upstream's two skip rules. Samples failing :func:`util.synthesis.should_resample` are redrawn.
+
+    Real samples: a square window of side max(S, 0.7 x short side) at even offsets of the mosaic (CFA phase kept),
+    random horizontal/vertical flips done on the mosaic (:func:`util.isp.bayer_flip`, the CFA pattern follows), then
+    packed and normalised with the file's camera profile, and resized to S (RGB) / S/2 (packed RAW) as upstream.
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        """Add ``--syn_model``, ``--real_ratio``, ``--crop_size``, ``--samples_per_epoch`` and ``--seed`` unless
+        defined already."""
+        _add_option(
+            parser,
+            "--syn_model",
+            default="physical",
+            choices=SYN_MODELS,
+            help="synthetic RAW+RGB model: physical = camera model (unprocess, noise, ISP); upstream = the "
+            "authors' x^2.2 mixing",
+        )
+        _add_option(
+            parser,
+            "--real_ratio",
+            type=float,
+            default=DEFAULT_REAL_RATIO,
+            help="probability that a training sample is a real triplet (real_* folders), decided per sample",
+        )
+        _add_option(
+            parser,
+            "--crop_size",
+            type=int,
+            default=DEFAULT_CROP_SIZE,
+            help="side of the square RGB training crop (multiple of 8); the packed RAW crop is half of it",
+        )
+        _add_option(
+            parser,
+            "--samples_per_epoch",
+            type=int,
+            default=DEFAULT_SAMPLES_PER_EPOCH,
+            help="training samples per epoch (upstream: 4000)",
+        )
+        _add_option(parser, "--seed", type=int, default=DEFAULT_SEED, help="random seed")
+        return parser
+
+    def __init__(self, opt):
+        self.opt = opt
+        phase = getattr(opt, "phase", "train")
+        if phase != "train":
+            raise UserError(f"RawrrTrainDataset is for --phase train, got --phase {phase}")
+        self.root = Path(opt.dataroot)
+        if not self.root.is_dir():
+            raise UserError(f"--dataroot {self.root} is not a folder")
+        self.syn_model = getattr(opt, "syn_model", "physical")
+        if self.syn_model not in SYN_MODELS:
+            raise UserError(f"--syn_model {self.syn_model!r} is not one of {', '.join(SYN_MODELS)}")
+        self.real_ratio = float(getattr(opt, "real_ratio", DEFAULT_REAL_RATIO))
+        if not 0.0 <= self.real_ratio <= 1.0:
+            raise UserError(f"--real_ratio {self.real_ratio} must lie in [0, 1]")
+        self.crop = int(getattr(opt, "crop_size", DEFAULT_CROP_SIZE))
+        if self.crop <= 0 or self.crop % CROP_MULTIPLE:
+            raise UserError(f"--crop_size {self.crop} must be a positive multiple of {CROP_MULTIPLE}")
+        if self.syn_model == "upstream" and self.crop > upstream_max_size():
+            raise UserError(
+                f"--crop_size {self.crop} is too large for --syn_model upstream (its vignette allows at most "
+                f"{upstream_max_size()}); lower --crop_size or use --syn_model physical"
+            )
+        self.length = int(getattr(opt, "samples_per_epoch", DEFAULT_SAMPLES_PER_EPOCH))
+        if self.length <= 0:
+            raise UserError(f"--samples_per_epoch {self.length} must be positive")
+        self.seed = int(getattr(opt, "seed", DEFAULT_SEED))
+        self.epoch = 0
+
+        self.real_items = self._find_real()
+        if self.real_ratio > 0 and not self.real_items:
+            if self.real_ratio >= 1:
+                raise UserError(
+                    f"--real_ratio 1 needs real triplets, but {self.root} has no {', '.join(REAL_FOLDERS.values())}"
+                )
+            print(
+                f"note: {self.root} has no real_* triplets; all training samples are synthetic (--real_ratio ignored)"
+            )
+            self.real_ratio = 0.0
+        # photos: lists of (name relative to dataroot, uint8 (H, W, 3)); T and R pools are the same list when shared
+        self.T_photos, self.R_photos, self.shared_pool = [], [], True
+        if self.real_ratio < 1:
+            self._load_photos()
+
+    # ------------------------------------------------------------------ sources
+    def _find_real(self) -> list[dict]:
+        folders = {key: self.root / name for key, name in REAL_FOLDERS.items()}
+        present = [key for key, folder in folders.items() if folder.is_dir()]
+        if not present:
+            return []
+        missing = [REAL_FOLDERS[key] for key in folders if key not in present]
+        if missing:
+            raise UserError(
+                f"{self.root} has {', '.join(REAL_FOLDERS[k] for k in present)} but lacks {', '.join(missing)}: "
+                "real triplets need all six real_* folders"
+            )
+        listing = {
+            key: _files_by_stem(folder, RGB_EXTENSIONS if key.endswith("rgb") else RAW_MOSAIC_EXTENSIONS)
+            for key, folder in folders.items()
+        }
+        anchor = listing["I_rgb"]
+        if not anchor:
+            raise UserError(f"{folders['I_rgb']} holds no images ({', '.join(RGB_EXTENSIONS)})")
+        for files in listing.values():
+            for stem, paths in files.items():
+                if stem not in anchor:
+                    raise UserError(f"no partner for {paths[0]}: looked for {stem}.* in {folders['I_rgb']}")
+        items = []
+        for stem in sorted(anchor):
+            i_rgb = _single_partner(stem, anchor, folders["I_rgb"], RGB_EXTENSIONS, folders["I_rgb"])
+            paths = {}
+            for key, files in listing.items():
+                exts = RGB_EXTENSIONS if key.endswith("rgb") else RAW_MOSAIC_EXTENSIONS
+                paths[key] = _single_partner(stem, files, folders[key], exts, i_rgb)
+            items.append({"stem": stem, "paths": paths})
+        return items
+
+    def _photo_paths(self) -> tuple[list[Path], list[Path]]:
+        a1, a2 = (self.root / name for name in SYN_FOLDERS)
+        if a1.is_dir() or a2.is_dir():
+            if not (a1.is_dir() and a2.is_dir()):
+                have, lack = (a1, a2) if a1.is_dir() else (a2, a1)
+                raise UserError(f"{self.root} has {have.name} but no {lack.name}: give both (T, R sources) or neither")
+            lists = []
+            for folder in (a1, a2):
+                paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RGB_EXTENSIONS)
+                if not paths:
+                    raise UserError(f"photo folder {folder} holds no images ({', '.join(RGB_EXTENSIONS)})")
+                lists.append(paths)
+            self.shared_pool = False
+            return lists[0], lists[1]
+
+        def excluded(path: Path) -> bool:
+            parts = path.relative_to(self.root).parts[:-1]
+            return any(
+                p.startswith(".") or any(fnmatch.fnmatch(p, pat) for pat in LAYOUT_FOLDER_PATTERNS) for p in parts
+            )
+
+        paths = sorted(
+            p
+            for p in self.root.rglob("*")
+            if p.is_file() and p.suffix.lower() in RGB_EXTENSIONS and not p.name.startswith(".") and not excluded(p)
+        )
+        if not paths:
+            raise UserError(
+                f"photo folder {self.root} holds no images for synthesis (looked recursively for "
+                f"{', '.join(RGB_EXTENSIONS)}, or in {' and '.join(SYN_FOLDERS)})"
+            )
+        if len(paths) < 2:
+            raise UserError(
+                f"photo folder {self.root} holds only 1 photo ({paths[0].name}); synthesis needs at least 2 so that "
+                "T and R come from different photos"
+            )
+        return paths, paths
+
+    def _prepare_photo(self, path: Path) -> np.ndarray:
+        rgb = read_rgb(path)
+        h, w = rgb.shape[:2]
+        if self.syn_model == "upstream":
+            return _resize_u8_bilinear(rgb, (self.crop, self.crop))
+        if min(h, w) < self.crop:
+            raise UserError(
+                f"photo {path} is {w}x{h} (width x height), smaller than --crop_size {self.crop}; "
+                "remove it or lower --crop_size"
+            )
+        target = max(self.crop, PHOTO_MAX_SHORT_SIDE)
+        if min(h, w) > target:
+            scale = target / min(h, w)
+            size = (max(self.crop, round(w * scale)), max(self.crop, round(h * scale)))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS), dtype=np.uint8)
+        return rgb
+
+    def _load_photos(self) -> None:
+        t_paths, r_paths = self._photo_paths()
+        cache: dict[Path, tuple[str, np.ndarray]] = {}
+        for path in dict.fromkeys([*t_paths, *r_paths]):
+            cache[path] = (path.relative_to(self.root).as_posix(), self._prepare_photo(path))
+        self.T_photos = [cache[p] for p in t_paths]
+        self.R_photos = [cache[p] for p in r_paths]
+
+    # ------------------------------------------------------------------ sampling
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose samples ``__getitem__`` returns (part of each item's random seed)."""
+        self.epoch = int(epoch)
+
+    def rng_for(self, index: int) -> np.random.Generator:
+        """The generator of item ``index`` in the current epoch: ``default_rng([seed, epoch, index])``."""
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples")
+        rng = self.rng_for(index)
+        if rng.random() < self.real_ratio:
+            return self._real_sample(rng)
+        return self._synthetic_sample(rng)
+
+    def _pick_photos(self, rng: np.random.Generator):
+        ti = int(rng.integers(len(self.T_photos)))
+        if self.shared_pool:
+            ri = int(rng.integers(len(self.R_photos) - 1))
+            ri += ri >= ti  # a different photo of the same pool
+        else:
+            ri = int(rng.integers(len(self.R_photos)))
+        return self.T_photos[ti], self.R_photos[ri]
+
+    def _random_view(self, rgb_u8: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """A random crop_size window of a cached photo, flipped at random: (3, S, S) float32 in [0, 1]."""
+        h, w = rgb_u8.shape[:2]
+        top = int(rng.integers(0, h - self.crop + 1))
+        left = int(rng.integers(0, w - self.crop + 1))
+        view = rgb_u8[top : top + self.crop, left : left + self.crop]
+        if rng.random() < 0.5:
+            view = view[:, ::-1]
+        if rng.random() < 0.5:
+            view = view[::-1]
+        return _to_tensor(view)
+
+    def _synthetic_sample(self, rng: np.random.Generator) -> dict:
+        out = None
+        for _ in range(MAX_RESAMPLES):
+            (t_name, t_img), (r_name, r_img) = self._pick_photos(rng)
+            if self.syn_model == "upstream":
+                T, R = _to_tensor(t_img), _to_tensor(r_img)
+                if upstream_source_skip(T, R):
+                    continue
+            else:
+                T, R = self._random_view(t_img, rng), self._random_view(r_img, rng)
+            out = synthesize(self.syn_model, T, R, rng)
+            out["source"] = f"syn:{t_name}|{r_name}"
+            if not should_resample(out["T_rgb"], out["R_rgb"], out["I_rgb"]):
+                break
+        if out is None:  # every draw failed the source rule: keep the last pair anyway
+            out = synthesize(self.syn_model, T, R, rng)
+            out["source"] = f"syn:{t_name}|{r_name}"
+        item = {key: out[key].contiguous() for key in ("I_rgb", "T_rgb", "R_rgb", "I_raw", "T_raw", "R_raw")}
+        item["is_real"] = torch.tensor(False)
+        item["source"] = out["source"]
+        return item
+
+    def _real_sample(self, rng: np.random.Generator) -> dict:
+        entry = self.real_items[int(rng.integers(len(self.real_items)))]
+        paths = entry["paths"]
+        loaded = {}
+        size = None
+        for role in ROLES:
+            rgb_path, raw_path = paths[f"{role}_rgb"], paths[f"{role}_raw"]
+            if is_camera_raw(raw_path):  # DNG, NEF, ...: CFA and levels from the file, camera JPEG aligned to it
+                cam = read_camera_raw(raw_path)
+                mosaic, profile = cam.mosaic, cam.profile()
+                is_jpeg = rgb_path.suffix.lower() in (".jpg", ".jpeg")
+                rgb = load_jpeg_partner(rgb_path, cam) if is_jpeg else read_rgb(rgb_path)
+            else:
+                rgb, mosaic = read_rgb(rgb_path), read_raw_mosaic(raw_path)
+                profile = resolve_profile(raw_path, self.root)
+            if mosaic.shape != rgb.shape[:2]:
+                (rh, rw), (mh, mw) = rgb.shape[:2], mosaic.shape
+                raise UserError(
+                    f"size mismatch: {rgb_path} is {rw}x{rh} but its RAW {raw_path} is {mw}x{mh} (width x height)"
+                )
+            if size is None:
+                size = rgb.shape[:2]
+            elif rgb.shape[:2] != size:
+                raise UserError(
+                    f"size mismatch: {rgb_path} is {rgb.shape[1]}x{rgb.shape[0]} but {paths['I_rgb']} is "
+                    f"{size[1]}x{size[0]} (width x height)"
+                )
+            loaded[role] = (rgb, mosaic, profile)
+        h, w = size
+        if min(h, w) < self.crop:
+            raise UserError(
+                f"real triplet {paths['I_rgb']} is {w}x{h} (width x height), smaller than --crop_size {self.crop}; "
+                "remove it or lower --crop_size"
+            )
+        side = max(self.crop, int(min(h, w) * REAL_CROP_FRACTION) // 2 * 2)
+        top = 2 * int(rng.integers(0, (h - side) // 2 + 1))
+        left = 2 * int(rng.integers(0, (w - side) // 2 + 1))
+        flip_h, flip_v = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+        item = {}
+        for role, (rgb, mosaic, profile) in loaded.items():
+            rgb = rgb[top : top + side, left : left + side]
+            mosaic, pattern = even_crop(mosaic, top, left, side, side), profile.cfa
+            if flip_h:
+                rgb = rgb[:, ::-1]
+                mosaic, pattern = bayer_flip(mosaic, pattern, horizontal=True)
+            if flip_v:
+                rgb = rgb[::-1]
+                mosaic, pattern = bayer_flip(mosaic, pattern, horizontal=False)
+            raw = torch.from_numpy(
+                np.ascontiguousarray(normalize_raw(pack_raw(mosaic, pattern), profile.black, profile.white))
+            )
+            item[f"{role}_rgb"] = _resize_tensor(_to_tensor(rgb), self.crop).contiguous()
+            item[f"{role}_raw"] = _resize_tensor(raw, self.crop // 2).contiguous()
+        item["is_real"] = torch.tensor(True)
+        item["source"] = f"real:{entry['stem']}"
+        return item
