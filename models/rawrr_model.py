@@ -1,4 +1,4 @@
-"""``--model RAWRR``: CR3Net for evaluation (this file) and training (generator T/R, PatchGAN, upstream losses)."""
+"""``--model RAWRR``: CR3Net for evaluation; its training (PatchGAN, upstream losses) is models/rawrr_training.py."""
 
 from __future__ import annotations
 

@@ -68,11 +68,14 @@ class BaseOptions:
 
     # ------------------------------------------------------------------ parsing
     def gather_options(self, argv):
-        parser = argparse.ArgumentParser(
-            description=self.description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-        )
-        parser = self.initialize(parser)
-        opt, _ = parser.parse_known_args(argv)
+        def make(add_help):
+            return self.initialize(argparse.ArgumentParser(
+                description=self.description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, add_help=add_help
+            ))
+
+        # first pass without --help, to learn --model/--dataset_mode; the full parser then shows every flag
+        opt, _ = make(False).parse_known_args(argv)
+        parser = make(True)
         phase = "train" if self.is_train else getattr(opt, "phase", "test")
         # model- and dataset-specific flags (resolved by name, case-insensitively)
         models.get_option_setter(opt.model)(parser, self.is_train)
@@ -102,8 +105,10 @@ class BaseOptions:
 def resolve_device(spec: str):
     """``--gpu_ids`` -> (list of ids, torch.device). Empty = GPU 0 when CUDA is available, else CPU; -1 = CPU."""
     spec = str(spec).strip()
-    if spec == "":
-        ids = [0] if torch.cuda.is_available() else []
+    if spec == "":  # one GPU per process: under torchrun, each local rank takes its own
+        ids = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        if "LOCAL_RANK" not in os.environ:
+            ids = ids[:1]
     else:
         try:
             ids = [int(s) for s in spec.split(",") if s.strip() != ""]

@@ -1,0 +1,67 @@
+"""Training losses of CR3Net: LSGAN adversarial loss and the VGG perceptual loss on the predicted transmission.
+
+Pixel losses (MSE on RGB, L1 on packed RAW) are plain ``torch.nn.functional`` calls in the trainer
+(``models/rawrr_training.py``); this file holds the ones with structure of their own.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# VGG ``features`` layer positions (the same in VGG16 and VGG19): conv1_1 = 0, relu1_1 = 1, ..., relu2_1 = 6.
+RELU1_1_END = 2  # features[:2] ends after relu1_1
+RELU2_1_END = 7  # features[2:7] continues to relu2_1 (pool1 and conv2_1 in between)
+# Upstream's weights of the two feature distances (cr3net-reference.md, training recipe).
+PERCEPTUAL_WEIGHTS = (1 / 2.6, 1 / 4.8)
+REAL_LABEL, FAKE_LABEL = 1.0, 0.0
+
+
+class LSGANLoss(nn.Module):
+    """Least-squares GAN loss: mean of (D(x) - target)^2, target 1 for real and 0 for fake.
+
+    ``prediction``: (B, 1, h, w) PatchGAN scores (any float dtype; computed in float32). Returns a 0-d float32 tensor.
+    """
+
+    def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        prediction = prediction.float()
+        target = torch.full_like(prediction, REAL_LABEL if target_is_real else FAKE_LABEL)
+        return F.mse_loss(prediction, target)
+
+
+class PerceptualLoss(nn.Module):
+    """Weighted L1 distance between VGG features after relu1_1 and relu2_1 (upstream weights 1/2.6 and 1/4.8).
+
+    ``features``: an ImageNet VGG ``features`` Sequential (VGG19 as upstream, or VGG16: same layer positions), frozen.
+    Images go in as they are, sRGB in [0, 1], with NO ImageNet mean/std normalisation (as upstream).
+    ``forward(pred, target)``: (B, 3, H, W) each; the target's features are computed without gradients.
+    Returns a 0-d float32 tensor.
+    """
+
+    def __init__(self, features: nn.Sequential, weights=PERCEPTUAL_WEIGHTS):
+        super().__init__()
+        self.slice1 = features[:RELU1_1_END]
+        self.slice2 = features[RELU1_1_END:RELU2_1_END]
+        for layer in list(self.slice1) + list(self.slice2):
+            if isinstance(layer, nn.ReLU):
+                layer.inplace = False  # the relu1_1 output is both a loss term and the next slice's input
+        self.requires_grad_(False)
+        self.eval()
+        self.weights = tuple(float(w) for w in weights)
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # a frozen feature extractor: never in training mode
+
+    def _features(self, x):
+        h1 = self.slice1(x)
+        return h1, self.slice2(h1)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target_feats = self._features(target)
+        pred_feats = self._features(pred)
+        loss = pred.new_zeros((), dtype=torch.float32)
+        for w, p, t in zip(self.weights, pred_feats, target_feats, strict=True):
+            loss = loss + w * F.l1_loss(p.float(), t.float())
+        return loss

@@ -1,0 +1,326 @@
+"""Training of ``--model RAWRR``: the PatchGAN, the upstream losses, optimisers, and the resumable training state.
+
+:class:`RAWRRTrainer` wraps a :class:`models.rawrr_model.RAWRRModel` (which owns the generator ``netG_T``) and adds
+the discriminator ``netD``, the VGG perceptual loss, Adam optimisers, learning-rate schedulers, a GradScaler (fp16)
+and, under ``torchrun``, ``DistributedDataParallel``. ``train.py`` runs the loop.
+
+Generator loss (upstream's recipe; every weight is a flag)::
+
+    G = lambda_mse_T * MSE(T_rgb) + lambda_mse_R * MSE(R_rgb) + lambda_vgg * VGG(T_rgb)
+        + lambda_gan * LSGAN(D(T_rgb) -> real) + lambda_raw * (L1(T_raw) + L1(R_raw))
+    D = (LSGAN(D(T_gt_rgb) -> real) + LSGAN(D(T_rgb) -> fake)) / 2
+
+Real and synthetic samples: every training sample (real triplet or synthetic pair) carries full T and R targets in
+both domains, so every loss applies to every sample unchanged; ``is_real`` is only counted for the logs.
+
+Checkpoint layout, under ``<checkpoints_dir>/<name>/``, for a label (``latest``, ``final``, ``iter_<n>``, ``<epoch>``):
+
+* ``<label>_net_G_T.pth``: the generator, bare CPU state_dict (loads in test.py and in upstream's code);
+* ``<label>_net_D.pth``: the discriminator, bare CPU state_dict;
+* ``<label>_train_state.pth``: everything a resumed run needs, self-contained (see :meth:`RAWRRTrainer.save`).
+
+Each file is written atomically (temporary file, fsync, rename); resuming reads only the train state, so a kill
+between the three writes can never pair weights of one iteration with optimiser state of another.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from models.checkpoint import (
+    atomic_torch_save,
+    infer_generator_shape,
+    load_generator_weights,
+    save_generator_weights,
+)
+from models.losses import LSGANLoss, PerceptualLoss
+from models.networks import define_D, get_scheduler
+from options.base_options import add_flag_once
+from util.backbones import VGG_KINDS, load_vgg_features
+from util.errors import UserError
+from util.precision import autocast, to_memory_format
+
+TRAIN_STATE_FORMAT = 1  # version of the <label>_train_state.pth layout
+DISPLAY_KEYS = ("I_rgb", "T_rgb", "T_gt_rgb", "R_rgb", "R_gt_rgb", "I_raw", "T_raw", "T_gt_raw")
+LOSS_NAMES = ("G", "G_MSE_T", "G_MSE_R", "G_VGG", "G_GAN", "G_raw_T", "G_raw_R", "D", "D_real", "D_fake")
+
+
+def add_training_options(parser):
+    """Model flags of ``--model RAWRR`` when training: loss weights (upstream values), discriminator, VGG."""
+    g = parser.add_argument_group("RAWRR losses and discriminator (upstream values as defaults)")
+    add_flag_once(g, "--lambda_mse_T", type=float, default=1.0, help="weight of MSE(T_rgb)")
+    add_flag_once(g, "--lambda_mse_R", type=float, default=1.0, help="weight of MSE(R_rgb)")
+    add_flag_once(g, "--lambda_vgg", type=float, default=1.0,
+                  help="weight of the VGG perceptual L1 on T_rgb (relu1_1 / 2.6 + relu2_1 / 4.8)")
+    add_flag_once(g, "--lambda_gan", type=float, default=0.01, help="weight of the LSGAN loss of G")
+    add_flag_once(g, "--lambda_raw", type=float, default=1.0, help="weight of L1(T_raw) + L1(R_raw)")
+    add_flag_once(g, "--ndf", type=int, default=64, help="filters of the first PatchGAN layer")
+    add_flag_once(g, "--n_layers_D", type=int, default=3, help="strided layers of the PatchGAN")
+    add_flag_once(g, "--vgg", default="auto", choices=VGG_KINDS,
+                  help="perceptual-loss backbone: vgg19 as upstream (needs torchvision's vgg19-dcbb9e9d.pth), vgg16 "
+                  "(converted by `python -m util.backbones`), auto = vgg19 when its file is there, else vgg16")
+    return parser
+
+
+class NonFiniteLossError(UserError):
+    """A loss became NaN or infinite: training stops before the optimiser step, no checkpoint is written."""
+
+
+# ------------------------------------------------------------------------------------------------ RNG state
+def capture_rng_state() -> dict:
+    """Python, numpy, torch (and CUDA) global RNG states in a form ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    """Inverse of :func:`capture_rng_state` (CUDA states only where as many GPUs are visible)."""
+    random.setstate(_as_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+def _cpu_state_dict(net) -> dict[str, torch.Tensor]:
+    net = getattr(net, "module", net)
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+
+# ------------------------------------------------------------------------------------------------ trainer
+class RAWRRTrainer:
+    """Optimises a RAWRRModel's generator against a PatchGAN with upstream's losses.
+
+    ``opt`` needs the training flags (options/train_options.py and :func:`add_training_options`) plus ``n_iters``.
+    ``world_size`` > 1 wraps G and D in DistributedDataParallel (the process group must exist already; each process
+    holds one device). Batches (``set_input``) are dicts from ``RawrrTrainDataset``:
+    ``I_rgb``, ``T_rgb``, ``R_rgb``: (B, 3, H, W) float32 sRGB [0, 1];
+    ``I_raw``, ``T_raw``, ``R_raw``: (B, 4, H/2, W/2) float32 packed [R, G1, G2, B], (x - black) / (white - black);
+    ``is_real``: (B,) bool.
+    """
+
+    def __init__(self, model, opt, world_size: int = 1):
+        self.model, self.opt = model, opt
+        self.device = model.device
+        self.precision = model.precision
+        self.channels_last = model.channels_last
+        self.world_size = int(world_size)
+        self.save_dir = Path(model.save_dir)
+        self.netG = model.netG_T
+        self.netD = define_D(3, opt.ndf, opt.n_layers_D, opt.init_type, opt.init_gain, self.device)
+        self.netD = to_memory_format(self.netD, self.channels_last)
+        features, self.vgg_name = load_vgg_features(opt.vgg)
+        self.perceptual = PerceptualLoss(features).to(self.device)
+        self.perceptual = to_memory_format(self.perceptual, self.channels_last)
+        self.gan_loss = LSGANLoss()
+        betas = (opt.beta1, opt.beta2)
+        self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)
+        self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=opt.lr, betas=betas)
+        self.scheduler_G = get_scheduler(self.optimizer_G, opt)
+        self.scheduler_D = get_scheduler(self.optimizer_D, opt)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_G = DistributedDataParallel(self.netG, device_ids=ids)
+            self.train_D = DistributedDataParallel(self.netD, device_ids=ids)
+        else:
+            self.train_G, self.train_D = self.netG, self.netD
+        self.netG.train()
+        self.netD.train()
+        self.input: dict[str, torch.Tensor] = {}
+        self.output: dict[str, torch.Tensor] = {}
+        self.checkpoint_writes = 0
+
+    # ---------------------------------------------------------------- weights
+    def init_generator_from(self, path) -> None:
+        """Fine-tune from a generator file (e.g. the released final_net_G_T.pth); its width must match."""
+        load_generator_weights(self.netG, path)
+
+    def learning_rate(self) -> float:
+        return float(self.optimizer_G.param_groups[0]["lr"])
+
+    # ---------------------------------------------------------------- one step
+    def set_input(self, batch: dict) -> None:
+        non_blocking = self.device.type == "cuda"
+        self.input = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, non_blocking=non_blocking)
+                self.input[key] = to_memory_format(value, self.channels_last) if value.dim() == 4 else value
+
+    def compute_losses(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward G, then the G and D losses of the current batch (no optimiser step). Returns (loss_G, loss_D,
+        {name: 0-d tensor}) with the unweighted terms and the weighted totals ``G`` and ``D``."""
+        opt, x = self.opt, self.input
+        with autocast(self.device, self.precision):
+            (R_rgb, T_rgb), (R_raw, T_raw) = self.train_G(x["I_rgb"], x["I_raw"])
+        self.output = {"T_rgb": T_rgb, "R_rgb": R_rgb, "T_raw": T_raw, "R_raw": R_raw}
+        T_rgb_f = T_rgb.float()
+        terms = {
+            "G_MSE_T": F.mse_loss(T_rgb_f, x["T_rgb"]),
+            "G_MSE_R": F.mse_loss(R_rgb.float(), x["R_rgb"]),
+            "G_raw_T": F.l1_loss(T_raw.float(), x["T_raw"]),
+            "G_raw_R": F.l1_loss(R_raw.float(), x["R_raw"]),
+        }
+        # G's adversarial term through the plain D (no DDP hooks: D's parameters get no gradient from it)
+        self.netD.requires_grad_(False)
+        with autocast(self.device, self.precision):
+            terms["G_VGG"] = self.perceptual(T_rgb, x["T_rgb"])
+            terms["G_GAN"] = self.gan_loss(self.netD(T_rgb), True)
+        self.netD.requires_grad_(True)
+        loss_G = (opt.lambda_mse_T * terms["G_MSE_T"] + opt.lambda_mse_R * terms["G_MSE_R"]
+                  + opt.lambda_vgg * terms["G_VGG"] + opt.lambda_gan * terms["G_GAN"]
+                  + opt.lambda_raw * (terms["G_raw_T"] + terms["G_raw_R"]))
+        # D on real and fake in one call (instance norm is per sample, so this equals two calls)
+        batch = x["T_rgb"].shape[0]
+        with autocast(self.device, self.precision):
+            scores = self.train_D(torch.cat([x["T_rgb"], T_rgb.detach()], 0))
+        terms["D_real"] = self.gan_loss(scores[:batch], True)
+        terms["D_fake"] = self.gan_loss(scores[batch:], False)
+        loss_D = (terms["D_real"] + terms["D_fake"]) / 2
+        terms["G"], terms["D"] = loss_G, loss_D
+        return loss_G, loss_D, terms
+
+    def optimize_parameters(self, iteration: int) -> dict[str, float]:
+        """One step of G and D on the current batch (``iteration`` = the number of this step, for messages).
+
+        Both losses are computed before either network changes (equivalent to upstream's G-then-D order: D's loss
+        uses the detached fake and D's weights from before the G step). A non-finite loss on any process raises
+        :class:`NonFiniteLossError` before any weight or optimiser state changes.
+        """
+        loss_G, loss_D, terms = self.compute_losses()
+        values = torch.stack([terms[k].detach().float() for k in LOSS_NAMES])
+        finite = torch.isfinite(values).all().to(torch.int32)
+        if self.world_size > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not bool(finite):
+            bad = [f"{k}={v:.4g}" for k, v in zip(LOSS_NAMES, values.tolist(), strict=True) if not np.isfinite(v)]
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {iteration} ({', '.join(bad) or 'on another process'}); training "
+                "stopped before that step and wrote no checkpoint: resume from the last good one with "
+                "--continue_train, with a lower --lr, --max_grad_norm or --precision fp32"
+            )
+        self._step(loss_G, self.optimizer_G, self.netG)
+        self._step(loss_D, self.optimizer_D, self.netD)
+        self.scaler.update()
+        with warnings.catch_warnings():
+            # fp16: the GradScaler skips the optimiser step of an overflowing iteration; the schedule still counts it
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.scheduler_G.step()
+            self.scheduler_D.step()
+        out = dict(zip(LOSS_NAMES, values.tolist(), strict=True))
+        if "is_real" in self.input:
+            out["real_fraction"] = float(self.input["is_real"].float().mean())
+        return out
+
+    def _step(self, loss, optimizer, net) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.opt.max_grad_norm > 0:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), self.opt.max_grad_norm)
+        self.scaler.step(optimizer)
+
+    def get_current_visuals(self) -> dict[str, torch.Tensor]:
+        """First sample of the batch: inputs, predictions (clamped to [0, 1]) and targets, RGB and packed RAW."""
+        x, y = self.input, self.output
+        if not y:
+            return {}
+        found = {"I_rgb": x["I_rgb"], "T_rgb": y["T_rgb"], "T_gt_rgb": x["T_rgb"], "R_rgb": y["R_rgb"],
+                 "R_gt_rgb": x["R_rgb"], "I_raw": x["I_raw"], "T_raw": y["T_raw"], "T_gt_raw": x["T_raw"]}
+        return {k: found[k][0].detach().float().clamp(0, 1).cpu() for k in DISPLAY_KEYS}
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self, progress: dict) -> dict:
+        """The training state: G, D, both optimisers and schedulers, the GradScaler, RNG states, the run's
+        ``progress`` (iteration, epoch, ... as train.py defines it) and the architecture."""
+        opt = self.opt
+        return {
+            "format": TRAIN_STATE_FORMAT,
+            "arch": {"ngf": self.netG.ngf, "num_cab": self.netG.num_cab, "ndf": opt.ndf, "n_layers_D": opt.n_layers_D},
+            "progress": dict(progress),
+            "net_G_T": _cpu_state_dict(self.netG),
+            "net_D": _cpu_state_dict(self.netD),
+            "optimizer_G": self.optimizer_G.state_dict(),
+            "optimizer_D": self.optimizer_D.state_dict(),
+            "scheduler_G": self.scheduler_G.state_dict(),
+            "scheduler_D": self.scheduler_D.state_dict(),
+            "grad_scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+        }
+
+    def paths(self, label) -> dict[str, Path]:
+        return {name: self.save_dir / f"{label}_{name}.pth" for name in ("net_G_T", "net_D", "train_state")}
+
+    def save(self, label, progress: dict) -> dict[str, Path]:
+        """Write ``<label>_net_G_T.pth``, ``<label>_net_D.pth`` and ``<label>_train_state.pth``, each atomically."""
+        paths = self.paths(label)
+        save_generator_weights(self.netG, paths["net_G_T"])
+        atomic_torch_save(_cpu_state_dict(self.netD), paths["net_D"])
+        atomic_torch_save(self.state_dict(progress), paths["train_state"])
+        self.checkpoint_writes += 1
+        return paths
+
+    def load(self, label) -> dict:
+        """Restore everything from ``<label>_train_state.pth``; returns its ``progress`` dict.
+
+        Raises :class:`UserError` when the file is missing, unreadable, or from a network of another shape.
+        """
+        path = self.paths(label)["train_state"]
+        if not path.is_file():
+            raise UserError(
+                f"--continue_train: nothing to resume, {path} does not exist; check --name/--checkpoints_dir/--epoch "
+                "or start a new run without --continue_train"
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for a corrupt file
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"cannot read training state {path}: {first}") from None
+        if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
+            raise UserError(f"{path} is not a training state of this version (format {TRAIN_STATE_FORMAT})")
+        self._check_arch(state, path)
+        self.netG.load_state_dict(state["net_G_T"], strict=True)
+        self.netD.load_state_dict(state["net_D"], strict=True)
+        self.optimizer_G.load_state_dict(state["optimizer_G"])
+        self.optimizer_D.load_state_dict(state["optimizer_D"])
+        self.scheduler_G.load_state_dict(state["scheduler_G"])
+        self.scheduler_D.load_state_dict(state["scheduler_D"])
+        if state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
+        restore_rng_state(state["rng"])
+        return dict(state["progress"])
+
+    def _check_arch(self, state, path) -> None:
+        ngf, num_cab = infer_generator_shape(state["net_G_T"], path)
+        saved = {"ngf": ngf, "num_cab": num_cab, "ndf": state["arch"]["ndf"], "n_layers_D": state["arch"]["n_layers_D"]}
+        own = {"ngf": self.netG.ngf, "num_cab": self.netG.num_cab, "ndf": self.opt.ndf,
+               "n_layers_D": self.opt.n_layers_D}
+        if saved != own:
+            flags = " ".join(f"--{k} {v}" for k, v in saved.items())
+            mine = " ".join(f"--{k} {v}" for k, v in own.items())
+            raise UserError(
+                f"cannot resume from {path}: it holds networks with {flags}, this run builds {mine}; "
+                f"pass {flags} (or leave them out: train_opt.txt provides ngf/num_cab) or use a new --name"
+            )

@@ -1,0 +1,342 @@
+"""Training: losses and PatchGAN, one optimisation step, exact resume, atomic checkpoints, failure modes, and the
+train -> test.py round trip, on a tiny generator (ngf 8, one DCAB) and 64 px crops of generated photos."""
+
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import test as test_script
+import train as train_script
+from models.checkpoint import load_state_dict_file
+from models.discriminator import NLayerDiscriminator
+from models.losses import PERCEPTUAL_WEIGHTS, LSGANLoss, PerceptualLoss
+from models.rawrr_training import LOSS_NAMES, NonFiniteLossError, RAWRRTrainer
+from options.base_options import read_saved_options
+from tests.tiny_data import make_test_set, smooth_image
+from util.backbones import load_vgg_features
+from util.errors import UserError
+
+N_ITERS = 4  # the reference run; the interrupted run stops after N_ITERS // 2, mid-epoch (3 iterations per epoch)
+SAMPLES_PER_EPOCH = 6
+PHOTO_SIZE = 96
+
+
+def write_photos(folder: Path, n: int = 4, seed: int = 0) -> Path:
+    """``n`` PHOTO_SIZE x PHOTO_SIZE PNGs of smooth random colour fields (sources for synthesis)."""
+    from data.image_io import write_rgb
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        image = smooth_image(rng, PHOTO_SIZE, PHOTO_SIZE)
+        write_rgb(folder / f"photo{i}.png", (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    return folder
+
+
+def train_args(photos, checkpoints, name, *extra):
+    return ["--dataroot", str(photos), "--name", name, "--checkpoints_dir", str(checkpoints),
+            "--ngf", "8", "--num_cab", "1", "--crop_size", "64", "--batch_size", "2",
+            "--samples_per_epoch", str(SAMPLES_PER_EPOCH), "--vgg", "vgg16", "--num_threads", "0",
+            "--gpu_ids", "-1", "--precision", "fp32", "--print_freq", "1", "--display_freq", "2",
+            "--save_latest_freq", "100", "--save_epoch_freq", "0", *extra]
+
+
+def without(args, *flags):
+    """``args`` without the given flags and their values."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in flags:
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
+def file_sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def assert_same_tensors(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: fast on a loaded 2-core machine, and the same count in every run compared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("training")
+    photos = write_photos(base / "photos")
+    val = make_test_set(base / "val", n=2, h=64, w=64)
+    return base, photos, val
+
+
+@pytest.fixture(scope="module")
+def reference_run(setup):
+    """N_ITERS uninterrupted iterations with validation at the end and a checkpoint per epoch."""
+    base, photos, val = setup
+    result = train_script.main(train_args(photos, base / "ck", "ref", "--n_iters", str(N_ITERS),
+                                          "--save_epoch_freq", "1", "--val_dataroot", str(val),
+                                          "--val_resize", "none", "--val_freq", "0"))
+    return result
+
+
+def make_trainer(photos, checkpoints, *extra):
+    from data import create_dataset
+    from models import create_model
+    from options.train_options import TrainOptions
+
+    opt = TrainOptions().parse(train_args(photos, checkpoints, "unit", *extra), save=False)
+    opt.rank, opt.n_iters = 0, 10
+    torch.manual_seed(0)
+    dataset = create_dataset(opt)
+    trainer = RAWRRTrainer(create_model(opt), opt)
+    items = [dataset[i] for i in range(2)]
+    batch = {k: torch.stack([it[k] for it in items]) for k, v in items[0].items() if isinstance(v, torch.Tensor)}
+    return trainer, batch
+
+
+# ------------------------------------------------------------------------------------------ building blocks
+def test_patchgan_is_the_pix2pix_architecture():
+    net = NLayerDiscriminator(3, 64, 3)
+    assert sum(p.numel() for p in net.parameters()) == 2_764_737  # pix2pix's PatchGAN, ndf 64, 3 layers
+    assert sum(isinstance(m, torch.nn.InstanceNorm2d) for m in net.modules()) == 3
+    assert all(m.kernel_size == (4, 4) for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert [m.stride for m in net.modules() if isinstance(m, torch.nn.Conv2d)] == [(2, 2)] * 3 + [(1, 1)] * 2
+    assert net(torch.rand(1, 3, 256, 256)).shape == (1, 1, 30, 30)  # 70x70 patches
+
+
+def test_lsgan_and_perceptual_loss_values():
+    gan = LSGANLoss()
+    scores = torch.full((2, 1, 5, 5), 0.25)
+    assert gan(scores, True).item() == pytest.approx(0.75**2)
+    assert gan(scores, False).item() == pytest.approx(0.25**2)
+
+    features, name = load_vgg_features("vgg16")
+    assert name == "vgg16"
+    loss = PerceptualLoss(features)
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 3, 32, 32, generator=gen), torch.rand(1, 3, 32, 32, generator=gen)
+    assert loss(a, a).item() == 0
+    # by hand: relu1_1 = features[0:2], relu2_1 = features[0:7], on the [0, 1] images without normalisation
+    f1a, f1b = features[:2](a), features[:2](b)
+    f2a, f2b = features[:7](a), features[:7](b)
+    expected = (PERCEPTUAL_WEIGHTS[0] * (f1a - f1b).abs().mean() + PERCEPTUAL_WEIGHTS[1] * (f2a - f2b).abs().mean())
+    assert loss(a, b).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert PERCEPTUAL_WEIGHTS == pytest.approx((1 / 2.6, 1 / 4.8))
+    assert not any(p.requires_grad for p in loss.parameters())
+
+
+def test_one_step_updates_g_and_d_with_finite_losses(setup, tmp_path):
+    base, photos, _ = setup
+    trainer, batch = make_trainer(photos, tmp_path)
+    g0 = {k: v.clone() for k, v in trainer.netG.state_dict().items()}
+    d0 = {k: v.clone() for k, v in trainer.netD.state_dict().items()}
+    vgg0 = {k: v.clone() for k, v in trainer.perceptual.state_dict().items()}
+    trainer.set_input(batch)
+    losses = trainer.optimize_parameters(1)
+    assert set(LOSS_NAMES) <= set(losses)
+    assert all(np.isfinite(losses[k]) for k in LOSS_NAMES)
+    assert all(losses[k] > 0 for k in LOSS_NAMES)
+    opt = trainer.opt
+    total = (losses["G_MSE_T"] + losses["G_MSE_R"] + opt.lambda_vgg * losses["G_VGG"]
+             + opt.lambda_gan * losses["G_GAN"] + losses["G_raw_T"] + losses["G_raw_R"])
+    assert losses["G"] == pytest.approx(total, rel=1e-5)
+    assert losses["D"] == pytest.approx((losses["D_real"] + losses["D_fake"]) / 2, rel=1e-5)
+    assert losses["real_fraction"] == 0  # photos only: every sample synthetic
+    changed_g = [k for k, v in trainer.netG.state_dict().items() if not torch.equal(v, g0[k])]
+    changed_d = [k for k, v in trainer.netD.state_dict().items() if not torch.equal(v, d0[k])]
+    # (at ngf 8 a few 2-channel attention bottlenecks start with dead ReLUs and get no gradient)
+    assert len(changed_g) > 0.75 * len(g0) and len(changed_d) == len(d0)
+    assert {"tail_t.weight", "tail_r.weight", "stage1_tconv.weight", "stage1_rconv.weight"} <= set(changed_g)
+    assert_same_tensors(trainer.perceptual.state_dict(), vgg0)  # the VGG is frozen
+    assert trainer.scheduler_G.last_epoch == 1 and trainer.learning_rate() == pytest.approx(1e-4)
+    visuals = trainer.get_current_visuals()
+    assert visuals["T_rgb"].shape == (3, 64, 64) and visuals["T_raw"].shape == (4, 32, 32)
+
+
+def test_options_defaults_follow_upstream(setup, tmp_path):
+    from options.train_options import TrainOptions
+
+    _, photos, _ = setup
+    opt = TrainOptions().parse(["--dataroot", str(photos), "--checkpoints_dir", str(tmp_path)], save=False)
+    assert (opt.lr, opt.beta1, opt.beta2, opt.batch_size, opt.n_epochs) == (1e-4, 0.5, 0.999, 2, 80)
+    assert (opt.lambda_gan, opt.lambda_vgg, opt.lambda_raw, opt.lambda_mse_T, opt.lambda_mse_R) == (0.01, 1, 1, 1, 1)
+    assert (opt.ndf, opt.n_layers_D, opt.lr_policy, opt.num_threads, opt.display_id) == (64, 3, "constant", 2, 0)
+    assert (opt.ngf, opt.num_cab, opt.samples_per_epoch, opt.epoch) == (64, 8, 4000, "latest")
+
+
+# ------------------------------------------------------------------------------------------ runs
+def test_reference_run_writes_checkpoints_logs_and_validation(setup, reference_run):
+    base, _, val = setup
+    exp = base / "ck" / "ref"
+    assert reference_run["iteration"] == N_ITERS and reference_run["vgg"] == "vgg16"
+    for label in ("latest", "final", "1"):  # epoch 1 ends at iteration 3
+        for kind in ("net_G_T", "net_D", "train_state"):
+            assert (exp / f"{label}_{kind}.pth").is_file(), (label, kind)
+    assert not list(exp.glob(".*tmp"))
+    g = load_state_dict_file(exp / "final_net_G_T.pth")  # bare CPU state_dict
+    assert not any(k.startswith("module.") for k in g) and all(v.device.type == "cpu" for v in g.values())
+    assert_same_tensors(g, load_state_dict_file(exp / "latest_net_G_T.pth"))
+    state = torch.load(exp / "final_train_state.pth", weights_only=True)
+    assert state["progress"]["iteration"] == N_ITERS
+    assert (state["progress"]["epoch"], state["progress"]["epoch_step"]) == (2, 1)
+    assert state["progress"]["iters_per_epoch"] == SAMPLES_PER_EPOCH // 2
+    assert_same_tensors(state["net_G_T"], g)
+    saved = read_saved_options(exp / "train_opt.txt")
+    assert (saved["ngf"], saved["num_cab"], saved["n_iters"]) == ("8", "1", str(N_ITERS))
+    log = (exp / "loss_log.txt").read_text()
+    assert all(f"iteration {i}: G " in log for i in range(1, N_ITERS + 1))
+    assert (exp / "web" / "index.html").is_file() and len(list((exp / "web" / "images").glob("iter*_T_rgb.png"))) == 2
+    rows = (exp / "val_log.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,epoch,images,T_psnr") and rows[1].startswith(f"{N_ITERS},2,2,")
+    assert reference_run["val"]["images"] == 2
+
+
+def test_final_weights_load_in_test_py_with_the_same_metrics(setup, reference_run, tmp_path):
+    base, _, val = setup
+    summary = test_script.main(["--dataroot", str(val), "--name", "ref", "--checkpoints_dir", str(base / "ck"),
+                                "--results_dir", str(tmp_path), "--gpu_ids", "-1", "--eval_resize", "none",
+                                "--no_lpips", "--epoch", "final"])
+    assert (summary["ngf"], summary["num_cab"], summary["num_images"]) == (8, 1, 2)  # from train_opt.txt
+    val_means = reference_run["val"]
+    for key in ("T_psnr", "T_ssim", "R_psnr", "R_ssim", "I_psnr"):
+        assert summary["means"][key] == pytest.approx(val_means[key], abs=1e-6), key
+
+
+def test_interrupted_run_resumes_exactly(setup, reference_run, monkeypatch):
+    base, photos, _ = setup
+    args = train_args(photos, base / "ck", "resumed", "--n_iters", str(N_ITERS))
+    original = RAWRRTrainer.optimize_parameters
+
+    def interrupt_half_way(self, iteration):
+        out = original(self, iteration)
+        if iteration == N_ITERS // 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: stop after this iteration, save 'latest'
+        return out
+
+    monkeypatch.setattr(RAWRRTrainer, "optimize_parameters", interrupt_half_way)
+    with pytest.raises(SystemExit) as stopped:
+        train_script.main(args)
+    assert stopped.value.code == train_script.INTERRUPTED_EXIT_CODE
+    exp = base / "ck" / "resumed"
+    state = torch.load(exp / "latest_train_state.pth", weights_only=True)
+    assert state["progress"]["iteration"] == N_ITERS // 2 and state["progress"]["epoch_step"] == N_ITERS // 2
+    assert not (exp / "final_net_G_T.pth").exists()
+    monkeypatch.setattr(RAWRRTrainer, "optimize_parameters", original)
+
+    # resume without --ngf/--num_cab: train_opt.txt gives them
+    args = without(args, "--ngf", "--num_cab") + ["--continue_train"]
+    result = train_script.main(args)
+    assert result["iteration"] == N_ITERS
+    ref = base / "ck" / "ref"
+    for kind in ("net_G_T", "net_D"):
+        mine, reference = (load_state_dict_file(d / f"final_{kind}.pth") for d in (exp, ref))
+        assert_same_tensors(mine, reference)
+    a = torch.load(exp / "final_train_state.pth", weights_only=True)
+    b = torch.load(ref / "final_train_state.pth", weights_only=True)
+    for key in ("optimizer_G", "optimizer_D"):
+        for pid, s in a[key]["state"].items():
+            assert_same_tensors(s, b[key]["state"][pid])
+    assert a["progress"] == b["progress"]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+
+def test_atomic_save_keeps_the_previous_checkpoint(setup, tmp_path, monkeypatch):
+    _, photos, _ = setup
+    trainer, batch = make_trainer(photos, tmp_path)
+    progress = {"iteration": 0, "epoch": 1, "epoch_step": 0}
+    paths = trainer.save("latest", progress)
+    before = {k: file_sha(p) for k, p in paths.items()}
+    trainer.set_input(batch)
+    trainer.optimize_parameters(1)
+    real_save = torch.save
+
+    def torn_save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 partial bytes of a checkpoint")  # some bytes reach the file, then the disk fails
+        raise OSError("No space left on device")
+
+    for name in ("net_G_T", "net_D", "train_state"):  # a failure in each of the three writes
+        calls = {"n": 0}
+        target = ("net_G_T", "net_D", "train_state").index(name)
+
+        def failing(obj, f, *args, _target=target, _calls=calls, **kwargs):
+            _calls["n"] += 1
+            if _calls["n"] == _target + 1:
+                return torn_save(obj, f)
+            return real_save(obj, f, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "save", failing)
+        with pytest.raises(OSError, match="No space"):
+            trainer.save("latest", {"iteration": 1, "epoch": 1, "epoch_step": 1})
+        monkeypatch.setattr(torch, "save", real_save)
+        assert file_sha(paths[name]) == before[name]  # the file being written is the previous one, intact
+        assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    # the training state still loads (it is self-contained) and holds iteration 0
+    fresh, _ = make_trainer(photos, tmp_path)
+    assert fresh.load("latest")["iteration"] == 0
+    assert load_state_dict_file(paths["net_G_T"]).keys() == trainer.netG.state_dict().keys()
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(setup, tmp_path, monkeypatch, capsys):
+    _, photos, _ = setup
+    original = RAWRRTrainer.compute_losses
+    calls = {"n": 0}
+
+    def diverge_at_three(self):
+        loss_G, loss_D, terms = original(self)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            terms["G_MSE_T"] = torch.tensor(float("nan"))
+            loss_G = loss_G * float("nan")
+        return loss_G, loss_D, terms
+
+    monkeypatch.setattr(RAWRRTrainer, "compute_losses", diverge_at_three)
+    args = train_args(photos, tmp_path, "nan", "--n_iters", "6", "--save_latest_freq", "2")
+    exp = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at iteration 3 \(G_MSE_T=nan") as err:
+        train_script.main(args)
+    assert isinstance(err.value, UserError)
+    state = torch.load(exp / "latest_train_state.pth", weights_only=True)
+    assert state["progress"]["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in load_state_dict_file(exp / "latest_net_G_T.pth").values())
+    assert not (exp / "final_net_G_T.pth").exists()
+    # resumed, diverging at once, through the command-line wrapper: one line on stderr, status 2, files untouched
+    calls["n"] = 2
+    shas = {p.name: file_sha(p) for p in exp.glob("*.pth")}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        train_script.run_cli(train_script.main, args + ["--continue_train"])
+    assert stopped.value.code == 2
+    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err_lines) == 1 and "non-finite loss at iteration 3" in err_lines[0]
+    assert {p.name: file_sha(p) for p in exp.glob("*.pth")} == shas
+
+
+def test_resume_errors(setup, reference_run, tmp_path):
+    base, photos, _ = setup
+    with pytest.raises(UserError, match="nothing to resume.*latest_train_state.pth does not exist"):
+        train_script.main(train_args(photos, tmp_path, "empty", "--continue_train"))
+    opt_file = base / "ck" / "ref" / "train_opt.txt"
+    before = opt_file.read_text()
+    args = without(train_args(photos, base / "ck", "ref", "--continue_train"), "--ngf", "--num_cab")
+    with pytest.raises(UserError, match=r"cannot resume .* --ngf 8 --num_cab 1 .* this run builds --ngf 16"):
+        train_script.main(args + ["--ngf", "16"])
+    assert opt_file.read_text() == before  # a refused resume leaves the run's options alone
+    g = base / "ck" / "ref" / "final_net_G_T.pth"
+    with pytest.raises(UserError, match=r"generator with --ngf 8 --num_cab 1, but the network was built with --ngf 16"):
+        train_script.main(without(train_args(photos, tmp_path, "ft", "--init_from", str(g)), "--ngf") + ["--ngf", "16"])
