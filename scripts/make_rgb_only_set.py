@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Turn RGB-only reflection pairs (a photo through glass + its ground-truth transmission) into the upstream test
+layout, with a RAW made by inverting a fixed ISP, so that CR3Net can be evaluated on them.
+
+    python scripts/make_rgb_only_set.py --blend ../shared/data/reflection/location_aware_sirr/blend \
+        --transmission ../shared/data/reflection/location_aware_sirr/transmission --out datasets/real_rgb_only
+
+Real through-glass photos are rarely published with their RAW files. Here each RGB image (input and ground truth
+alike) is unprocessed with one fixed, neutral camera (:meth:`util.isp.ISPParams.identity`: inverse tone curve and
+gamma, identity colour matrix and white balance), mosaicked (RGGB) and quantised to the default camera profile
+(black 400, white 16383). The RAW branch then sees a plausible linear image but no information the RGB does not
+have: numbers on such a set measure CR3Net without its RAW advantage. Images are cropped to even sizes.
+Pairs match by file stem; a missing partner is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from data.cameras import DATASET_PROFILE_FILE, DEFAULT_PROFILE  # noqa: E402
+from data.image_io import RGB_EXTENSIONS, read_rgb, write_png16, write_rgb  # noqa: E402
+from util.errors import UserError, run_cli  # noqa: E402
+from util.isp import ISPParams, denormalize_raw, mosaic_rgb, unprocess  # noqa: E402
+
+
+def rgb_to_mosaic(rgb_u8: np.ndarray, profile=DEFAULT_PROFILE) -> np.ndarray:
+    """(H, W, 3) uint8 sRGB -> (H, W) uint16 Bayer mosaic of ``profile`` through the inverse of a neutral ISP."""
+    srgb = torch.from_numpy(np.array(rgb_u8)).permute(2, 0, 1).float() / 255.0
+    linear = unprocess(srgb, ISPParams.identity()).clamp(0, 1)
+    mosaic = mosaic_rgb(linear, profile.cfa).numpy()
+    return np.round(denormalize_raw(mosaic, profile.black, profile.white)).astype(np.uint16)
+
+
+def by_stem(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder")
+    files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in RGB_EXTENSIONS}
+    if not files:
+        raise UserError(f"{folder} holds no images ({', '.join(RGB_EXTENSIONS)})")
+    return files
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--blend", required=True, help="folder of photos through glass (the input I)")
+    p.add_argument("--transmission", required=True, help="folder of ground-truth transmissions, same stems")
+    p.add_argument("--out", required=True, help="output folder (upstream layout: testB_*, testA1_*)")
+    args = p.parse_args(argv)
+    blends, trans = by_stem(Path(args.blend)), by_stem(Path(args.transmission))
+    out = Path(args.out)
+    for stem, path in blends.items():
+        if stem not in trans:
+            raise UserError(f"no ground-truth transmission for {path}: looked for {stem}.* in {args.transmission}")
+        images = {"testB": read_rgb(path), "testA1": read_rgb(trans[stem])}
+        if images["testB"].shape != images["testA1"].shape:
+            raise UserError(f"{path} and {trans[stem]} differ in size")
+        h, w = (s // 2 * 2 for s in images["testB"].shape[:2])
+        for prefix, rgb in images.items():
+            rgb = np.ascontiguousarray(rgb[:h, :w])
+            write_rgb(out / f"{prefix}_rgb" / f"{stem}.png", rgb)
+            write_png16(out / f"{prefix}_raw" / f"{stem}.png", rgb_to_mosaic(rgb))
+        print(f"{stem}: {w}x{h}")
+    (out / DATASET_PROFILE_FILE).write_text('{"camera": "default"}\n')
+    print(f"wrote {len(blends)} pairs to {out}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
