@@ -28,11 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data.camera_raw import read_camera_raw, render_rgb  # noqa: E402
 from models.checkpoint import load_generator_weights  # noqa: E402
 from models.networks import define_G  # noqa: E402
 from models.tiling import separate_tiled, tile_starts  # noqa: E402
-from util.metrics import to_uint8  # noqa: E402
 from util.precision import PRECISIONS, resolve_precision, to_memory_format  # noqa: E402
 
 ASPECT = 3 / 2  # width / height of a typical camera photo
@@ -49,7 +47,8 @@ def photo_size(megapixels: float) -> tuple[int, int]:
 
 
 def write_dng(path: Path, h: int, w: int) -> bool:
-    try:
+    try:  # optional: a real DNG file read by rawpy when pidng and rawpy are installed
+        import rawpy  # noqa: F401
         from pidng.core import RAW2DNG, DNGTags, Tag
         from pidng.defs import CFAPattern, DNGVersion, PhotometricInterpretation
     except ImportError:
@@ -95,6 +94,8 @@ def main(argv=None) -> dict:
         dng = Path(tmp) / "photo.dng"
         t0 = time.perf_counter()
         if write_dng(dng, h, w):
+            from data.camera_raw import read_camera_raw, render_rgb
+
             cam = read_camera_raw(dng)
             rgb_u8 = render_rgb(cam)
             packed = cam.packed()
@@ -103,7 +104,7 @@ def main(argv=None) -> dict:
             rng = np.random.default_rng(0)
             rgb_u8 = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
             packed = rng.random((4, h // 2, w // 2), dtype=np.float32)
-            source = "in-memory arrays (pidng not installed)"
+            source = "in-memory arrays (pidng or rawpy not installed)"
         read_s = time.perf_counter() - t0
     net = define_G(args.ngf, args.num_cab, device=device)
     if args.checkpoint:
@@ -134,7 +135,7 @@ def main(argv=None) -> dict:
     with torch.inference_mode():
         try:
             out = separate_tiled(net, I_rgb, I_raw, args.tile, args.tile_overlap, device, precision, True, progress)
-            to_uint8(out["T_rgb"])
+            out["T_rgb"].clamp(0, 1).mul(255).round().byte()  # the quantisation of the saved image
         except StopAfter:
             complete = False
     result = {
