@@ -83,6 +83,31 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x.unsqueeze(0), size=size, mode="bilinear", align_corners=False, antialias=True).squeeze(0)
 
 
+def load_pair(rgb_path, raw_path, dataroot=None):
+    """Read one RGB image and its RAW: ``(rgb (H, W, 3) uint8, mosaic (H, W) uint16, CameraProfile)``.
+
+    A camera RAW file (DNG, NEF, ...) brings its own CFA and levels; its camera JPEG is aligned to the mosaic, and
+    with ``rgb_path=None`` the RGB is rendered from the RAW. A PNG/TIFF mosaic takes the profile from
+    :func:`data.cameras.resolve_profile`. RAW and RGB of different sizes raise ``UserError`` naming both files.
+    """
+    if is_camera_raw(raw_path):
+        cam = read_camera_raw(raw_path)
+        mosaic, profile = cam.mosaic, cam.profile()
+        if rgb_path is None:
+            rgb = render_rgb(cam)
+        elif Path(rgb_path).suffix.lower() in (".jpg", ".jpeg"):
+            rgb = load_jpeg_partner(rgb_path, cam)
+        else:
+            rgb = read_rgb(rgb_path)
+    else:
+        rgb, mosaic = read_rgb(rgb_path), read_raw_mosaic(raw_path)
+        profile = resolve_profile(raw_path, dataroot)
+    if mosaic.shape != rgb.shape[:2]:
+        (rh, rw), (mh, mw) = rgb.shape[:2], mosaic.shape
+        raise UserError(f"size mismatch: {rgb_path} is {rw}x{rh} but its RAW {raw_path} is {mw}x{mh} (width x height)")
+    return rgb, mosaic, profile
+
+
 class RawrrDataset(Dataset):
     """RAW+RGB test pairs for reflection removal.
 
@@ -174,24 +199,7 @@ class RawrrDataset(Dataset):
 
     def _load_pair(self, role: str, paths: dict[str, Path]):
         rgb_path, raw_path = paths[f"{role}_rgb"], paths[f"{role}_raw"]
-        if is_camera_raw(raw_path):
-            # pattern and levels from the file's metadata; a camera JPEG is aligned to the mosaic's geometry
-            cam = read_camera_raw(raw_path)
-            mosaic, profile = cam.mosaic, cam.profile()
-            if rgb_path is None:
-                rgb = render_rgb(cam)
-            elif Path(rgb_path).suffix.lower() in (".jpg", ".jpeg"):
-                rgb = load_jpeg_partner(rgb_path, cam)
-            else:
-                rgb = read_rgb(rgb_path)
-        else:
-            rgb, mosaic = read_rgb(rgb_path), read_raw_mosaic(raw_path)
-            profile = resolve_profile(raw_path, self.root)
-        if mosaic.shape != rgb.shape[:2]:
-            (rh, rw), (mh, mw) = rgb.shape[:2], mosaic.shape
-            raise UserError(
-                f"size mismatch: {rgb_path} is {rw}x{rh} but its RAW {raw_path} is {mw}x{mh} (width x height)"
-            )
+        rgb, mosaic, profile = load_pair(rgb_path, raw_path, self.root)
         raw = normalize_raw(pack_raw(mosaic, profile.cfa), profile.black, profile.white)
         rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / RGB_MAX
         return rgb_t, torch.from_numpy(np.ascontiguousarray(raw)), profile

@@ -28,10 +28,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from data.camera_raw import is_camera_raw, load_jpeg_partner, read_camera_raw
-from data.cameras import resolve_profile
-from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_raw_mosaic, read_rgb
-from data.rawrr_dataset import _files_by_stem, _single_partner
+from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_rgb
+from data.rawrr_dataset import _files_by_stem, _single_partner, load_pair
 from util.errors import UserError
 from util.isp import bayer_flip, even_crop, normalize_raw, pack_raw
 from util.synthesis import (
@@ -355,19 +353,7 @@ class RawrrTrainDataset(Dataset):
         size = None
         for role in ROLES:
             rgb_path, raw_path = paths[f"{role}_rgb"], paths[f"{role}_raw"]
-            if is_camera_raw(raw_path):  # DNG, NEF, ...: CFA and levels from the file, camera JPEG aligned to it
-                cam = read_camera_raw(raw_path)
-                mosaic, profile = cam.mosaic, cam.profile()
-                is_jpeg = rgb_path.suffix.lower() in (".jpg", ".jpeg")
-                rgb = load_jpeg_partner(rgb_path, cam) if is_jpeg else read_rgb(rgb_path)
-            else:
-                rgb, mosaic = read_rgb(rgb_path), read_raw_mosaic(raw_path)
-                profile = resolve_profile(raw_path, self.root)
-            if mosaic.shape != rgb.shape[:2]:
-                (rh, rw), (mh, mw) = rgb.shape[:2], mosaic.shape
-                raise UserError(
-                    f"size mismatch: {rgb_path} is {rw}x{rh} but its RAW {raw_path} is {mw}x{mh} (width x height)"
-                )
+            rgb, mosaic, profile = load_pair(rgb_path, raw_path, self.root)
             if size is None:
                 size = rgb.shape[:2]
             elif rgb.shape[:2] != size:
