@@ -40,6 +40,7 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -90,6 +91,7 @@ SCHEDULER_ITERS = 1000  # run length the trainer's scheduler is built for (const
 KIB = 1024
 MIB = 1024 * 1024
 WORKER_FLAG = "--_worker"
+INTERRUPTED_EXIT_CODE = 130  # the shell's status for a run stopped by a signal
 MODES_HELP = (
     "A mode is '+'-joined tokens: one precision (fp32 bf16 fp16 auto; default fp32), cl = channels_last, compile = "
     "torch.compile (first call reported apart), jit = torch.jit trace+freeze+optimize_for_inference (fp32 "
@@ -611,6 +613,70 @@ def resolve_args(args) -> dict:
             else "", "train_step": args.train_step}
 
 
+class Interrupted(Exception):
+    """SIGTERM or Ctrl-C: the run stops, and what it measured so far is still printed and written."""
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+def finish_task(task: str, results: dict[str, dict], timeout: float) -> None:
+    """Speed-ups, accuracy against the baseline and training-loss differences of one task's results (in place)."""
+    if BASELINE not in results:
+        return
+    summarise(results, BASELINE, timeout)
+    base = results[BASELINE]
+    for r in results.values():
+        if r["status"] != "ok" or base["status"] != "ok":
+            continue
+        if task == "infer" and r.get("output") and base.get("output"):
+            r["accuracy"] = compare_outputs(r["output"], base["output"])
+        elif task == "train" and r.get("first_loss_G") is not None and base.get("first_loss_G"):
+            r["loss_rel_diff"] = abs(r["first_loss_G"] - base["first_loss_G"]) / abs(base["first_loss_G"])
+
+
+def write_json(path: str, report: dict) -> None:
+    from util.metrics import json_safe
+
+    clean = {k: v for k, v in report.items() if k not in ("infer", "train")}
+    for task in ("infer", "train"):
+        if task in report:
+            clean[task] = {n: {k: v for k, v in r.items() if k != "output"} for n, r in report[task].items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(json_safe(clean), indent=2) + "\n")
+
+
+def print_report(report: dict, spec: dict, timeout: float) -> None:
+    h, w = spec["size"]
+    th, tw = spec["train_size"]
+    title = {"infer": f"Inference, full network, RGB {h}x{w} (+ RAW {h // 2}x{w // 2}), batch 1",
+             "train": f"Training step, RGB {th}x{tw}, batch {spec['batch']}"}
+    print()
+    for task in ("infer", "train"):
+        if not report.get(task):
+            continue
+        print(format_table(title[task], report[task], task, timeout))
+        if task == "train":
+            for step in sorted({r["train_step"] for r in report[task].values() if r.get("train_step")}):
+                print(f"  timed: {step}")
+            fallbacks = [name for name, r in report[task].items() if r.get("trainer_error")]
+            if fallbacks:
+                first = report[task][fallbacks[0]]["trainer_error"]
+                print(f"  the trainer's step could not be built for {', '.join(fallbacks)} ({first}): the simple step "
+                      "was timed instead")
+        print()
+    infer = report.get("infer", {})
+    if infer.get(BASELINE, {}).get("status") == "ok":
+        change = next((r["accuracy"]["net_change_rms"] for r in infer.values() if "accuracy" in r), None)
+        print(f"speed-up = {BASELINE} s / mode s (same run); PSNR of T_rgb against {BASELINE}'s, data range 1 (8-bit: "
+              f"as test.py saves); rel err = rms(T - T_{BASELINE}) / rms(T_{BASELINE} - I) where the network changes "
+              f"its input by rms {_fmt(change, '.4f')}; peak MiB: {infer[BASELINE].get('memory_kind')}, "
+              "+MiB its rise during the runs")
+    if report.get("interrupted"):
+        print(f"INTERRUPTED ({report['interrupted']}): the modes not listed above were not measured")
+
+
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     spec = resolve_args(args)
@@ -618,6 +684,9 @@ def main(argv=None) -> dict:
     names = list(args.modes or (DEFAULT_MODES_CUDA if device.type == "cuda" else DEFAULT_MODES))
     names = [BASELINE] + [n for n in dict.fromkeys(names) if n != BASELINE]
     modes = {n: parse_mode(n) for n in names}
+    tasks = ([] if args.skip_infer else ["infer"]) + ([] if args.skip_train else ["train"])
+    if not tasks:
+        raise UserError("--skip_infer and --skip_train together leave nothing to measure")
     env = environment(device, args.threads)
     h, w = spec["size"]
     th, tw = spec["train_size"]
@@ -629,59 +698,41 @@ def main(argv=None) -> dict:
           f"{spec['budget']:.0f} s, timeout {args.timeout:.0f} s per mode)", flush=True)
     report = {"environment": env, "settings": {**spec, "modes": names, "baseline": BASELINE, "timeout": args.timeout},
               "modes": {n: asdict(m) for n, m in modes.items()}}
-    tasks = ([] if args.skip_infer else ["infer"]) + ([] if args.skip_train else ["train"])
-    if not tasks:
-        raise UserError("--skip_infer and --skip_train together leave nothing to measure")
-    with tempfile.TemporaryDirectory(prefix="cr3net_bench_") as tmp:
-        for task in tasks:
-            results = {}
-            for name, mode in modes.items():
-                if task == "train" and mode.jit:
-                    continue
-                results[name] = r = _run_mode(dict(spec, task=task, mode=name), Path(tmp), args.timeout)
-                r.setdefault("precision", resolve_precision(mode.precision, device))
-                shown = (f"{_median(r['seconds']):.3f} s median of {len(r['seconds'])}" if r["status"] == "ok"
-                         else f"{r['status']}: {r['error']}")
-                print(f"  [{task}] {name}: {shown} ({r['wall_s']:.0f} s wall)", flush=True)
-            summarise(results, BASELINE, args.timeout)
-            base = results[BASELINE]
-            base_output = base.get("output")
-            for r in results.values():
-                if r["status"] != "ok" or base["status"] != "ok":
-                    continue
-                if task == "infer":
-                    r["accuracy"] = compare_outputs(r["output"], base_output)
-                elif r.get("first_loss_G") is not None and base.get("first_loss_G"):
-                    r["loss_rel_diff"] = abs(r["first_loss_G"] - base["first_loss_G"]) / abs(base["first_loss_G"])
-                r.pop("output", None)
-            report[task] = results
-    title = {"infer": f"Inference, full network, RGB {h}x{w} (+ RAW {h // 2}x{w // 2}), batch 1",
-             "train": f"Training step, RGB {th}x{tw}, batch {spec['batch']}"}
-    print()
-    for task in tasks:
-        print(format_table(title[task], report[task], task, args.timeout))
-        if task == "train":
-            steps = {r.get("train_step") for r in report[task].values() if r.get("train_step")}
-            for s in sorted(steps):
-                print(f"  timed: {s}")
-            fallbacks = [name for name, r in report[task].items() if r.get("trainer_error")]
-            if fallbacks:
-                first = report[task][fallbacks[0]]["trainer_error"]
-                print(f"  the trainer's step could not be built for {', '.join(fallbacks)} ({first}): the simple step "
-                      "was timed instead")
-        print()
-    if "infer" in report and report["infer"][BASELINE]["status"] == "ok":
-        change = next((r["accuracy"]["net_change_rms"] for r in report["infer"].values() if "accuracy" in r), None)
-        print(f"speed-up = {BASELINE} s / mode s (same run); PSNR of T_rgb against {BASELINE}'s, data range 1 (8-bit: "
-              f"as test.py saves); rel err = rms(T - T_{BASELINE}) / rms(T_{BASELINE} - I) where the network changes "
-              f"its input by rms {_fmt(change, '.4f')}; peak MiB: {report['infer'][BASELINE].get('memory_kind')}, "
-              "+MiB its rise during the runs")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        with tempfile.TemporaryDirectory(prefix="cr3net_bench_") as tmp:
+            try:
+                for task in tasks:
+                    report[task] = results = {}
+                    for name, mode in modes.items():
+                        if task == "train" and mode.jit:
+                            continue
+                        r = _run_mode(dict(spec, task=task, mode=name), Path(tmp), args.timeout)
+                        results[name] = r
+                        r.setdefault("precision", resolve_precision(mode.precision, device))
+                        shown = (f"{_median(r['seconds']):.3f} s median of {len(r['seconds'])}" if r["status"] == "ok"
+                                 else f"{r['status']}: {r['error']}")
+                        print(f"  [{task}] {name}: {shown} ({r['wall_s']:.0f} s wall)", flush=True)
+                        if args.json:  # a run stopped later still leaves this much behind
+                            finish_task(task, results, args.timeout)
+                            write_json(args.json, report)
+                    finish_task(task, results, args.timeout)
+            except (Interrupted, KeyboardInterrupt) as err:
+                report["interrupted"] = str(err) or type(err).__name__
+                for task in tasks:
+                    if task in report:
+                        finish_task(task, report[task], args.timeout)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print_report(report, spec, args.timeout)
     if args.json:
-        from util.metrics import json_safe
-
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(json_safe(report), indent=2) + "\n")
+        write_json(args.json, report)
         print(f"wrote {args.json}")
+    if report.get("interrupted"):
+        sys.exit(INTERRUPTED_EXIT_CODE)
+    for task in tasks:
+        for r in report[task].values():
+            r.pop("output", None)
     return report
 
 
