@@ -225,25 +225,27 @@ def _timed_runs(step, spec: dict, device: torch.device) -> dict:
     Where the warm-up alone outlasts the budget, its last run is the one measurement (``cold``: it includes the
     first-call costs, small next to such a run) instead of starting another one that long.
     """
-    warmup_s, warmup_cpu_s, seconds, cpu_seconds = [], [], [], []
-    for _ in range(spec["warmup"]):
+    def timed() -> tuple[float, float]:
+        """(wall seconds, CPU seconds) of one ``step()``, synchronised on CUDA."""
         _sync(device)
         start, cpu_start = time.perf_counter(), time.process_time()
         step()
         _sync(device)
-        warmup_s.append(time.perf_counter() - start)
-        warmup_cpu_s.append(time.process_time() - cpu_start)
+        return time.perf_counter() - start, time.process_time() - cpu_start
+
+    warmup_s, warmup_cpu_s, seconds, cpu_seconds = [], [], [], []
+    for _ in range(spec["warmup"]):
+        wall, cpu = timed()
+        warmup_s.append(wall)
+        warmup_cpu_s.append(cpu)
     if warmup_s and sum(warmup_s) > spec["budget"]:
         return {"warmup_s": warmup_s, "seconds": warmup_s[-1:], "cpu_seconds": warmup_cpu_s[-1:], "cold": True}
     for i in range(spec["repeats"]):
         if i > 0 and sum(seconds) + statistics.median(seconds) > spec["budget"]:
             break
-        _sync(device)
-        start, cpu_start = time.perf_counter(), time.process_time()
-        step()
-        _sync(device)
-        seconds.append(time.perf_counter() - start)
-        cpu_seconds.append(time.process_time() - cpu_start)
+        wall, cpu = timed()
+        seconds.append(wall)
+        cpu_seconds.append(cpu)
     return {"warmup_s": warmup_s, "seconds": seconds, "cpu_seconds": cpu_seconds}
 
 
