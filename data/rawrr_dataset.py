@@ -56,7 +56,8 @@ def official_test_size(h: int, w: int) -> tuple[int, int]:
     return (OFFICIAL_TEST_LONG_SIDE, new_short) if h >= w else (new_short, OFFICIAL_TEST_LONG_SIDE)
 
 
-def _files_by_stem(folder: Path, extensions) -> dict[str, list[Path]]:
+def files_by_stem(folder: Path, extensions) -> dict[str, list[Path]]:
+    """Visible files of ``folder`` whose suffix (lower case) is in ``extensions``, grouped by file stem."""
     out: dict[str, list[Path]] = {}
     for p in folder.iterdir():
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions:
@@ -64,7 +65,11 @@ def _files_by_stem(folder: Path, extensions) -> dict[str, list[Path]]:
     return out
 
 
-def _single_partner(stem: str, candidates: dict[str, list[Path]], folder: Path, extensions, wanted_by: Path) -> Path:
+def single_partner(stem: str, candidates: dict[str, list[Path]], folder: Path, extensions, wanted_by: Path) -> Path:
+    """The one file of ``candidates`` (from :func:`files_by_stem` on ``folder``) with this stem.
+
+    Raises :class:`UserError` naming ``wanted_by`` when there is none or more than one.
+    """
     found = candidates.get(stem, [])
     if not found:
         names = " / ".join(stem + ext for ext in extensions)
@@ -167,7 +172,7 @@ class RawrrDataset(Dataset):
     def _pair(self, roles: dict[str, str]) -> list[dict]:
         folders = {(role, kind): self.root / f"{p}_{kind}" for role, p in roles.items() for kind in ("rgb", "raw")}
         listing = {
-            key: _files_by_stem(folder, RGB_EXTENSIONS if key[1] == "rgb" else RAW_MOSAIC_EXTENSIONS)
+            key: files_by_stem(folder, RGB_EXTENSIONS if key[1] == "rgb" else RAW_MOSAIC_EXTENSIONS)
             for key, folder in folders.items()
         }
         i_rgb = listing[("I", "rgb")]
@@ -190,7 +195,7 @@ class RawrrDataset(Dataset):
                         continue
                     exts = RGB_EXTENSIONS if kind == "rgb" else RAW_MOSAIC_EXTENSIONS
                     wanted_by = i_rgb[stem][0] if stem in i_rgb else paths.get("I_raw", folder / stem)
-                    paths[f"{role}_{kind}"] = _single_partner(stem, found, folder, exts, wanted_by)
+                    paths[f"{role}_{kind}"] = single_partner(stem, found, folder, exts, wanted_by)
             items.append({"stem": stem, "paths": paths})
         return items
 

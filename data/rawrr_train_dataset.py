@@ -19,6 +19,7 @@ DataLoader workers never repeat each other. Call :meth:`RawrrTrainDataset.set_ep
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from pathlib import Path
 
@@ -29,11 +30,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_rgb
-from data.rawrr_dataset import _files_by_stem, _single_partner, load_pair
+from data.rawrr_dataset import files_by_stem, load_pair, single_partner
 from util.errors import UserError
 from util.isp import bayer_flip, even_crop, normalize_raw, pack_raw
 from util.synthesis import (
+    DEFAULT_PHYSICAL_CONFIG,
     SYN_MODELS,
+    PhysicalConfig,
     should_resample,
     synthesize,
     upstream_max_size,
@@ -63,6 +66,29 @@ def _add_option(parser, flag: str, **kwargs) -> None:
     """``parser.add_argument(flag, ...)`` unless another option setter defined ``flag`` already."""
     if flag not in parser._option_string_actions:
         parser.add_argument(flag, **kwargs)
+
+
+def _range_option(opt, name: str, low: float, high: float) -> tuple[float, float]:
+    """``opt.<name>`` as a ``(lo, hi)`` range inside [low, high], or the physical model's default when absent."""
+    default = getattr(DEFAULT_PHYSICAL_CONFIG, name)
+    value = getattr(opt, name, None)
+    if value is None:
+        return default
+    if len(value) != 2:
+        raise UserError(f"--{name} takes two numbers, LO HI; got {value}")
+    lo, hi = (float(v) for v in value)
+    if not low <= lo <= hi <= high:
+        raise UserError(f"--{name} {lo:g} {hi:g}: need {low:g} <= LO <= HI <= {high:g}")
+    return lo, hi
+
+
+def physical_config_from(opt) -> PhysicalConfig:
+    """The physical model's ranges with ``--reflection_gain`` and ``--transmittance`` applied."""
+    return dataclasses.replace(
+        DEFAULT_PHYSICAL_CONFIG,
+        reflection_gain=_range_option(opt, "reflection_gain", 0.0, 10.0),
+        transmittance=_range_option(opt, "transmittance", 0.01, 1.0),
+    )
 
 
 def _to_tensor(rgb_u8: np.ndarray) -> torch.Tensor:
@@ -96,7 +122,8 @@ class RawrrTrainDataset(Dataset):
 
     Options (``opt``): ``dataroot``; ``syn_model`` (``physical`` | ``upstream``, see :mod:`util.synthesis`);
     ``real_ratio`` (probability that a sample is real); ``crop_size`` (RGB side, multiple of 8);
-    ``samples_per_epoch`` (``len``); ``seed``.
+    ``samples_per_epoch`` (``len``); ``seed``; ``reflection_gain`` and ``transmittance`` (``(lo, hi)`` ranges of
+    the physical model, :class:`util.synthesis.PhysicalConfig`; its defaults when absent).
 
     Synthetic samples: two different photos; ``physical``: a random ``S x S`` window of each (photos are cached
     with their short side reduced to at most max(512, S); a photo smaller than S is an error), each flipped at
@@ -142,6 +169,25 @@ class RawrrTrainDataset(Dataset):
             help="training samples per epoch (upstream: 4000)",
         )
         _add_option(parser, "--seed", type=int, default=DEFAULT_SEED, help="random seed")
+        _add_option(
+            parser,
+            "--reflection_gain",
+            type=float,
+            nargs=2,
+            metavar=("LO", "HI"),
+            default=list(DEFAULT_PHYSICAL_CONFIG.reflection_gain),
+            help="--syn_model physical: range of the reflection's linear gain (glass reflectance x relative "
+            "brightness of the reflected scene)",
+        )
+        _add_option(
+            parser,
+            "--transmittance",
+            type=float,
+            nargs=2,
+            metavar=("LO", "HI"),
+            default=list(DEFAULT_PHYSICAL_CONFIG.transmittance),
+            help="--syn_model physical: range of the glass transmittance applied to T",
+        )
         return parser
 
     def __init__(self, opt):
@@ -170,6 +216,7 @@ class RawrrTrainDataset(Dataset):
         if self.length <= 0:
             raise UserError(f"--samples_per_epoch {self.length} must be positive")
         self.seed = int(getattr(opt, "seed", DEFAULT_SEED))
+        self.physical_config = physical_config_from(opt)
         self.epoch = 0
 
         self.real_items = self._find_real()
@@ -200,7 +247,7 @@ class RawrrTrainDataset(Dataset):
                 "real triplets need all six real_* folders"
             )
         listing = {
-            key: _files_by_stem(folder, RGB_EXTENSIONS if key.endswith("rgb") else RAW_MOSAIC_EXTENSIONS)
+            key: files_by_stem(folder, RGB_EXTENSIONS if key.endswith("rgb") else RAW_MOSAIC_EXTENSIONS)
             for key, folder in folders.items()
         }
         anchor = listing["I_rgb"]
@@ -212,11 +259,11 @@ class RawrrTrainDataset(Dataset):
                     raise UserError(f"no partner for {paths[0]}: looked for {stem}.* in {folders['I_rgb']}")
         items = []
         for stem in sorted(anchor):
-            i_rgb = _single_partner(stem, anchor, folders["I_rgb"], RGB_EXTENSIONS, folders["I_rgb"])
+            i_rgb = single_partner(stem, anchor, folders["I_rgb"], RGB_EXTENSIONS, folders["I_rgb"])
             paths = {}
             for key, files in listing.items():
                 exts = RGB_EXTENSIONS if key.endswith("rgb") else RAW_MOSAIC_EXTENSIONS
-                paths[key] = _single_partner(stem, files, folders[key], exts, i_rgb)
+                paths[key] = single_partner(stem, files, folders[key], exts, i_rgb)
             items.append({"stem": stem, "paths": paths})
         return items
 
@@ -334,12 +381,12 @@ class RawrrTrainDataset(Dataset):
                     continue
             else:
                 T, R = self._random_view(t_img, rng), self._random_view(r_img, rng)
-            out = synthesize(self.syn_model, T, R, rng)
+            out = synthesize(self.syn_model, T, R, rng, config=self.physical_config)
             out["source"] = f"syn:{t_name}|{r_name}"
             if not should_resample(out["T_rgb"], out["R_rgb"], out["I_rgb"]):
                 break
         if out is None:  # every draw failed the source rule: keep the last pair anyway
-            out = synthesize(self.syn_model, T, R, rng)
+            out = synthesize(self.syn_model, T, R, rng, config=self.physical_config)
             out["source"] = f"syn:{t_name}|{r_name}"
         item = {key: out[key].contiguous() for key in ("I_rgb", "T_rgb", "R_rgb", "I_raw", "T_raw", "R_raw")}
         item["is_real"] = torch.tensor(False)

@@ -245,3 +245,24 @@ def test_real_triplet_from_a_camera_raw_file(shared_data, tmp_path):
         green_gap = float((raw[1] - raw[2]).abs().mean())
         assert green_gap < 0.5 * float((raw[0] - raw[1]).abs().mean())
         assert green_gap < 0.5 * float((raw[3] - raw[1]).abs().mean())
+
+
+def test_physical_ranges_reach_the_synthesis(tmp_path):
+    make_photos(tmp_path, n=3)
+    no_glass = RawrrTrainDataset(opt_for(tmp_path, reflection_gain=[0.0, 0.0], transmittance=[1.0, 1.0]))
+    assert no_glass.physical_config.reflection_gain == (0.0, 0.0)
+    for index in range(4):
+        item = no_glass[index]
+        assert torch.count_nonzero(item["R_raw"]) == 0  # no reflection at all
+        assert (item["I_raw"] - item["T_raw"]).abs().mean() < 0.02  # I is T plus sensor noise
+    default = RawrrTrainDataset(opt_for(tmp_path))  # options without the ranges: the model's defaults
+    assert default.physical_config.reflection_gain == (0.15, 0.6)
+    assert any(torch.count_nonzero(default[i]["R_raw"]) > 0 for i in range(4))
+    with pytest.raises(UserError, match=r"--reflection_gain 0.5 0.2: need 0 <= LO <= HI"):
+        RawrrTrainDataset(opt_for(tmp_path, reflection_gain=[0.5, 0.2]))
+    with pytest.raises(UserError, match=r"--transmittance 0.5 1.5"):
+        RawrrTrainDataset(opt_for(tmp_path, transmittance=[0.5, 1.5]))
+    parser = argparse.ArgumentParser()
+    RawrrTrainDataset.modify_commandline_options(parser, True)
+    opt = parser.parse_args(["--reflection_gain", "0.1", "0.4"])
+    assert opt.reflection_gain == [0.1, 0.4] and opt.transmittance == [0.75, 1.0]
