@@ -5,10 +5,18 @@ Sources under ``opt.dataroot``:
 * photos for synthesis: ``trainA1_rgb`` (transmission sources) and ``trainA2_rgb`` (reflection sources) when both
   exist (upstream layout); otherwise every image found recursively under ``dataroot`` (outside the folders of the
   upstream layout, :data:`LAYOUT_FOLDER_PATTERNS`), T and R then drawn as two different photos of that one pool;
-* real triplets (optional): ``real_T_rgb``, ``real_T_raw``, ``real_R_rgb``, ``real_R_raw``, ``real_I_rgb``,
-  ``real_I_raw``, matched by file stem; each RAW mosaic is packed with its camera profile
+* real samples (optional), matched by file stem, under ``dataroot`` and each ``--real_dataroot`` folder:
+  triplets in ``real_T_rgb``, ``real_T_raw``, ``real_R_rgb``, ``real_R_raw``, ``real_I_rgb``, ``real_I_raw``; or
+  pairs without R (``real_I_*`` + ``real_T_*``); or pairs without RAW (``real_I_rgb`` + ``real_T_rgb``, with or
+  without ``real_R_rgb``; under ``--real_dataroot`` also ``blended`` + ``transmission`` or ``blend`` +
+  ``transmission``, the layouts of the published RGB-only sets). Each RAW mosaic is packed with its camera profile
   (:func:`data.cameras.resolve_profile`; camera RAW files such as DNG use their own metadata and their camera JPEG
-  is aligned to the mosaic, as in :mod:`data.rawrr_dataset`).
+  is aligned to the mosaic, as in :mod:`data.rawrr_dataset`). Where a set has no RAW, the RAW of every image is
+  made from its RGB crop by the fixed neutral inverse ISP of :mod:`data.pseudo_raw` (as for the validation sets);
+  where it has no R, the sample says so (``has_R`` False) and the trainer leaves the R losses out for it.
+
+``--holdout_every N`` leaves out the photos and real pairs that :func:`data.splits.is_held_out` picks (photos by
+their path relative to the photo folder, pairs by stem): the items ``scripts/make_val_sets.py`` validates on.
 
 Each item is real with probability ``opt.real_ratio``, decided per sample (upstream decides for a whole batch from
 its first sample). All randomness of item ``index`` comes from ``np.random.default_rng([seed, epoch, index])``:
@@ -30,7 +38,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_rgb
+from data.pseudo_raw import pseudo_packed_raw
 from data.rawrr_dataset import files_by_stem, load_pair, single_partner
+from data.splits import is_held_out
 from util.errors import UserError
 from util.isp import bayer_flip, even_crop, normalize_raw, pack_raw
 from util.synthesis import (
@@ -57,6 +67,9 @@ SYN_FOLDERS = ("trainA1_rgb", "trainA2_rgb")  # T sources, R sources
 REAL_FOLDERS = {
     key: f"real_{key}" for key in ("T_rgb", "T_raw", "R_rgb", "R_raw", "I_rgb", "I_raw")
 }  # item key -> folder
+# RGB-only real pairs (input, ground-truth transmission) under --real_dataroot, besides the real_* layout:
+# Zhang et al. 2018 (blended/transmission) and the location-aware SIRR set (blend/transmission).
+PAIR_FOLDERS = (("blended", "transmission"), ("blend", "transmission"))
 # Folders of the upstream layout that never hold photos for synthesis in the recursive fallback.
 LAYOUT_FOLDER_PATTERNS = ("real_*", "test*_rgb", "test*_raw", "wogt*_rgb", "wogt*_raw", "train*_raw", "trainB_rgb")
 ROLES = ("I", "T", "R")
@@ -117,7 +130,9 @@ class RawrrTrainDataset(Dataset):
 
     * ``I_rgb``, ``T_rgb``, ``R_rgb``: (3, S, S) float32 in [0, 1], sRGB, S = ``opt.crop_size``;
     * ``I_raw``, ``T_raw``, ``R_raw``: (4, S/2, S/2) float32, packed [R, G1, G2, B], (x - black) / (white - black);
-    * ``is_real``: 0-d bool tensor, True for a captured triplet;
+    * ``is_real``: 0-d bool tensor, True for a captured (real) sample;
+    * ``has_R``: 0-d bool tensor, False for a real pair without a reflection layer (``R_rgb``/``R_raw`` are zeros
+      then, placeholders that the trainer's masked R losses ignore);
     * ``source``: str, ``"real:<stem>"`` or ``"syn:<T photo>|<R photo>"`` (paths relative to ``dataroot``).
 
     Options (``opt``): ``dataroot``; ``syn_model`` (``physical`` | ``upstream``, see :mod:`util.synthesis`);
@@ -130,9 +145,12 @@ class RawrrTrainDataset(Dataset):
     random, then mixed; ``upstream``: each photo resized to ``S x S`` (as upstream's 256 x 256) and mixed
     unflipped, with upstream's two skip rules. Samples failing :func:`util.synthesis.should_resample` are redrawn.
 
-    Real samples: a square window of side max(S, 0.7 x short side) at even offsets of the mosaic (CFA phase kept),
-    random horizontal/vertical flips done on the mosaic (:func:`util.isp.bayer_flip`, the CFA pattern follows), then
-    packed and normalised with the file's camera profile, and resized to S (RGB) / S/2 (packed RAW) as upstream.
+    Real samples with RAW: a square window of side max(S, 0.7 x short side) at even offsets of the mosaic (CFA phase
+    kept), random horizontal/vertical flips done on the mosaic (:func:`util.isp.bayer_flip`, the CFA pattern
+    follows), then packed and normalised with the file's camera profile, and resized to S (RGB) / S/2 (packed RAW) as
+    upstream. RGB-only real pairs: a square window of a random side between S and that square (so the network sees
+    them at several scales), flipped, resized to S, and the RAW of each image made from the resized crop
+    (:func:`data.pseudo_raw.pseudo_packed_raw`).
     """
 
     @staticmethod
@@ -169,6 +187,24 @@ class RawrrTrainDataset(Dataset):
             help="training samples per epoch (upstream: 4000)",
         )
         _add_option(parser, "--seed", type=int, default=DEFAULT_SEED, help="random seed")
+        _add_option(
+            parser,
+            "--real_dataroot",
+            nargs="+",
+            default=[],
+            metavar="DIR",
+            help="more folders of real samples (used with probability --real_ratio): real_* triplets or pairs, "
+            "or RGB-only pairs in blended/ + transmission/ (Zhang et al.) or blend/ + transmission/",
+        )
+        _add_option(
+            parser,
+            "--holdout_every",
+            type=int,
+            default=0,
+            metavar="N",
+            help="never train on the ~1 in N photos and real pairs that scripts/make_val_sets.py --holdout_every N "
+            "validates on (0 = train on everything)",
+        )
         _add_option(
             parser,
             "--reflection_gain",
@@ -217,16 +253,35 @@ class RawrrTrainDataset(Dataset):
             raise UserError(f"--samples_per_epoch {self.length} must be positive")
         self.seed = int(getattr(opt, "seed", DEFAULT_SEED))
         self.physical_config = physical_config_from(opt)
+        self.holdout_every = int(getattr(opt, "holdout_every", 0) or 0)
+        if self.holdout_every < 0:
+            raise UserError(f"--holdout_every {self.holdout_every} must be 0 (no hold-out) or positive")
+        self.real_roots = [Path(p) for p in (getattr(opt, "real_dataroot", None) or [])]
         self.epoch = 0
 
-        self.real_items = self._find_real()
+        self.real_items = self._find_real(self.root, pair_layouts=False)
+        for root in self.real_roots:
+            found = self._find_real(root, pair_layouts=True)
+            if not found:
+                raise UserError(
+                    f"--real_dataroot {root} holds no real samples: expected real_I_rgb + real_T_rgb (optionally "
+                    f"real_*_raw, real_R_*) or {' or '.join(f'{a}/ + {b}/' for a, b in PAIR_FOLDERS)}"
+                )
+            self.real_items += found
+        self.held_out_real = 0
+        if self.holdout_every:
+            kept = [e for e in self.real_items if not is_held_out(e["stem"], self.holdout_every)]
+            self.held_out_real = len(self.real_items) - len(kept)
+            self.real_items = kept
         if self.real_ratio > 0 and not self.real_items:
             if self.real_ratio >= 1:
                 raise UserError(
-                    f"--real_ratio 1 needs real triplets, but {self.root} has no {', '.join(REAL_FOLDERS.values())}"
+                    f"--real_ratio 1 needs real samples, but {self.root} has no {', '.join(REAL_FOLDERS.values())} "
+                    "and no --real_dataroot was given"
                 )
             print(
-                f"note: {self.root} has no real_* triplets; all training samples are synthetic (--real_ratio ignored)"
+                f"note: {self.root} has no real_* samples and no --real_dataroot was given; all training samples are "
+                "synthetic (--real_ratio ignored)"
             )
             self.real_ratio = 0.0
         # photos: lists of (name relative to dataroot, uint8 (H, W, 3)); T and R pools are the same list when shared
@@ -235,20 +290,36 @@ class RawrrTrainDataset(Dataset):
             self._load_photos()
 
     # ------------------------------------------------------------------ sources
-    def _find_real(self) -> list[dict]:
-        folders = {key: self.root / name for key, name in REAL_FOLDERS.items()}
-        present = [key for key, folder in folders.items() if folder.is_dir()]
-        if not present:
+    def _find_real(self, root: Path, pair_layouts: bool) -> list[dict]:
+        """Real samples under ``root``: ``[{"stem", "paths": {"I_rgb": Path, "T_rgb": ..., ...}}]``, sorted by stem.
+
+        ``paths`` holds ``I_rgb`` and ``T_rgb`` always, ``R_rgb`` where the set has R, and ``<role>_raw`` for each of
+        those roles where the set has RAW. ``pair_layouts`` also accepts the folders of :data:`PAIR_FOLDERS`.
+        """
+        if not root.is_dir():
+            raise UserError(f"--real_dataroot {root} is not a folder")
+        folders = {key: root / name for key, name in REAL_FOLDERS.items() if (root / name).is_dir()}
+        if not folders and pair_layouts:
+            for blend, trans in PAIR_FOLDERS:
+                if (root / blend).is_dir() and (root / trans).is_dir():
+                    folders = {"I_rgb": root / blend, "T_rgb": root / trans}
+                    break
+        if not folders:
             return []
-        missing = [REAL_FOLDERS[key] for key in folders if key not in present]
+        roles = ["I", "T"] + (["R"] if "R_rgb" in folders or "R_raw" in folders else [])
+        kinds = ["rgb"] + (["raw"] if any(key.endswith("_raw") for key in folders) else [])
+        wanted = [f"{role}_{kind}" for role in roles for kind in kinds]
+        missing = [key for key in wanted if key not in folders]
         if missing:
+            have = ", ".join(sorted(folders[k].name for k in folders))
+            lack = ", ".join(REAL_FOLDERS[k] for k in missing)
             raise UserError(
-                f"{self.root} has {', '.join(REAL_FOLDERS[k] for k in present)} but lacks {', '.join(missing)}: "
-                "real triplets need all six real_* folders"
+                f"{root} has {have} but lacks {lack}: real samples need real_I_rgb + real_T_rgb, real_R_rgb for the "
+                "reflection, and a *_raw folder beside every *_rgb folder once any has one"
             )
         listing = {
-            key: files_by_stem(folder, RGB_EXTENSIONS if key.endswith("rgb") else RAW_MOSAIC_EXTENSIONS)
-            for key, folder in folders.items()
+            key: files_by_stem(folders[key], RGB_EXTENSIONS if key.endswith("rgb") else RAW_MOSAIC_EXTENSIONS)
+            for key in wanted
         }
         anchor = listing["I_rgb"]
         if not anchor:
@@ -264,7 +335,7 @@ class RawrrTrainDataset(Dataset):
             for key, files in listing.items():
                 exts = RGB_EXTENSIONS if key.endswith("rgb") else RAW_MOSAIC_EXTENSIONS
                 paths[key] = single_partner(stem, files, folders[key], exts, i_rgb)
-            items.append({"stem": stem, "paths": paths})
+            items.append({"stem": stem, "paths": paths, "root": root})
         return items
 
     def _photo_paths(self) -> tuple[list[Path], list[Path]]:
@@ -324,6 +395,19 @@ class RawrrTrainDataset(Dataset):
 
     def _load_photos(self) -> None:
         t_paths, r_paths = self._photo_paths()
+        self.held_out_photos = 0
+        if self.holdout_every:
+            def keep(paths):
+                return [p for p in paths if not is_held_out(p.relative_to(self.root).as_posix(), self.holdout_every)]
+
+            before = len(set(t_paths) | set(r_paths))
+            t_paths, r_paths = keep(t_paths), keep(r_paths)
+            self.held_out_photos = before - len(set(t_paths) | set(r_paths))
+            if len(set(t_paths) | set(r_paths)) < 2 or not t_paths or not r_paths:
+                raise UserError(
+                    f"--holdout_every {self.holdout_every} leaves too few photos for synthesis in {self.root}; "
+                    "add photos or lower --holdout_every (0 = no hold-out)"
+                )
         cache: dict[Path, tuple[str, np.ndarray]] = {}
         for path in dict.fromkeys([*t_paths, *r_paths]):
             cache[path] = (path.relative_to(self.root).as_posix(), self._prepare_photo(path))
@@ -390,17 +474,23 @@ class RawrrTrainDataset(Dataset):
             out["source"] = f"syn:{t_name}|{r_name}"
         item = {key: out[key].contiguous() for key in ("I_rgb", "T_rgb", "R_rgb", "I_raw", "T_raw", "R_raw")}
         item["is_real"] = torch.tensor(False)
+        item["has_R"] = torch.tensor(True)
         item["source"] = out["source"]
         return item
 
     def _real_sample(self, rng: np.random.Generator) -> dict:
         entry = self.real_items[int(rng.integers(len(self.real_items)))]
         paths = entry["paths"]
+        roles = [role for role in ROLES if f"{role}_rgb" in paths]
+        has_raw = "I_raw" in paths
         loaded = {}
         size = None
-        for role in ROLES:
-            rgb_path, raw_path = paths[f"{role}_rgb"], paths[f"{role}_raw"]
-            rgb, mosaic, profile = load_pair(rgb_path, raw_path, self.root)
+        for role in roles:
+            rgb_path = paths[f"{role}_rgb"]
+            if has_raw:
+                rgb, mosaic, profile = load_pair(rgb_path, paths[f"{role}_raw"], entry["root"])
+            else:
+                rgb, mosaic, profile = read_rgb(rgb_path), None, None
             if size is None:
                 size = rgb.shape[:2]
             elif rgb.shape[:2] != size:
@@ -412,28 +502,41 @@ class RawrrTrainDataset(Dataset):
         h, w = size
         if min(h, w) < self.crop:
             raise UserError(
-                f"real triplet {paths['I_rgb']} is {w}x{h} (width x height), smaller than --crop_size {self.crop}; "
+                f"real sample {paths['I_rgb']} is {w}x{h} (width x height), smaller than --crop_size {self.crop}; "
                 "remove it or lower --crop_size"
             )
-        side = max(self.crop, int(min(h, w) * REAL_CROP_FRACTION) // 2 * 2)
+        largest = max(self.crop, int(min(h, w) * REAL_CROP_FRACTION) // 2 * 2)
+        if has_raw:  # upstream: one square of 0.7 x the short side
+            side = largest
+        else:  # RGB-only pairs: a random scale between that square and a crop at full resolution
+            side = int(rng.integers(self.crop // 2, largest // 2 + 1)) * 2
         top = 2 * int(rng.integers(0, (h - side) // 2 + 1))
         left = 2 * int(rng.integers(0, (w - side) // 2 + 1))
         flip_h, flip_v = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
         item = {}
         for role, (rgb, mosaic, profile) in loaded.items():
             rgb = rgb[top : top + side, left : left + side]
-            mosaic, pattern = even_crop(mosaic, top, left, side, side), profile.cfa
             if flip_h:
                 rgb = rgb[:, ::-1]
-                mosaic, pattern = bayer_flip(mosaic, pattern, horizontal=True)
             if flip_v:
                 rgb = rgb[::-1]
+            item[f"{role}_rgb"] = _resize_tensor(_to_tensor(rgb), self.crop).contiguous()
+            if mosaic is None:  # no RAW in this set: the fixed inverse ISP of the resized crop
+                item[f"{role}_raw"] = pseudo_packed_raw(item[f"{role}_rgb"]).contiguous()
+                continue
+            mosaic, pattern = even_crop(mosaic, top, left, side, side), profile.cfa
+            if flip_h:
+                mosaic, pattern = bayer_flip(mosaic, pattern, horizontal=True)
+            if flip_v:
                 mosaic, pattern = bayer_flip(mosaic, pattern, horizontal=False)
             raw = torch.from_numpy(
                 np.ascontiguousarray(normalize_raw(pack_raw(mosaic, pattern), profile.black, profile.white))
             )
-            item[f"{role}_rgb"] = _resize_tensor(_to_tensor(rgb), self.crop).contiguous()
             item[f"{role}_raw"] = _resize_tensor(raw, self.crop // 2).contiguous()
+        item["has_R"] = torch.tensor("R" in loaded)
+        if "R" not in loaded:  # placeholders of the right shape; the trainer masks the R losses of this sample
+            item["R_rgb"] = torch.zeros_like(item["T_rgb"])
+            item["R_raw"] = torch.zeros_like(item["T_raw"])
         item["is_real"] = torch.tensor(True)
         item["source"] = f"real:{entry['stem']}"
         return item

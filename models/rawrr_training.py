@@ -10,8 +10,10 @@ Generator loss (upstream's recipe; every weight is a flag)::
         + lambda_gan * LSGAN(D(T_rgb) -> real) + lambda_raw * (L1(T_raw) + L1(R_raw))
     D = (LSGAN(D(T_gt_rgb) -> real) + LSGAN(D(T_rgb) -> fake)) / 2
 
-Real and synthetic samples: every training sample (real triplet or synthetic pair) carries full T and R targets in
-both domains, so every loss applies to every sample unchanged; ``is_real`` is only counted for the logs.
+Real and synthetic samples: synthetic samples and real triplets carry T and R targets in both domains; a real pair
+without a reflection layer (``has_R`` False, e.g. the RGB-only sets of Zhang et al.) has no R target, so the two R
+terms are means over the samples that have one (:func:`masked_mean`; 0 for a batch without any). ``is_real`` is only
+counted for the logs.
 
 Checkpoint layout, under ``<checkpoints_dir>/<name>/``, for a label (``latest``, ``final``, ``iter_<n>``, ``<epoch>``):
 
@@ -99,6 +101,19 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+def masked_mean(errors: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """Mean of per-element ``errors`` (B, ...) over the samples where ``keep`` (B,) bool is true.
+
+    Equals the plain mean when every sample is kept (or ``keep`` is None); 0 (still attached to the graph, so every
+    parameter gets a gradient, as DistributedDataParallel requires) when none is. Each kept sample weighs the same.
+    """
+    per_sample = errors.flatten(1).mean(1)
+    if keep is None:
+        return per_sample.mean()
+    weights = keep.to(per_sample.dtype)
+    return (per_sample * weights).sum() / weights.sum().clamp(min=1)
+
+
 def _as_tuple(x):
     return tuple(_as_tuple(v) for v in x) if isinstance(x, list | tuple) else x
 
@@ -177,11 +192,12 @@ class RAWRRTrainer:
             (R_rgb, T_rgb), (R_raw, T_raw) = self.train_G(x["I_rgb"], x["I_raw"])
         self.output = {"T_rgb": T_rgb, "R_rgb": R_rgb, "T_raw": T_raw, "R_raw": R_raw}
         T_rgb_f = T_rgb.float()
+        has_R = x.get("has_R")
         terms = {
             "G_MSE_T": F.mse_loss(T_rgb_f, x["T_rgb"]),
-            "G_MSE_R": F.mse_loss(R_rgb.float(), x["R_rgb"]),
+            "G_MSE_R": masked_mean(F.mse_loss(R_rgb.float(), x["R_rgb"], reduction="none"), has_R),
             "G_raw_T": F.l1_loss(T_raw.float(), x["T_raw"]),
-            "G_raw_R": F.l1_loss(R_raw.float(), x["R_raw"]),
+            "G_raw_R": masked_mean(F.l1_loss(R_raw.float(), x["R_raw"], reduction="none"), has_R),
         }
         # G's adversarial term through the plain D (no DDP hooks: D's parameters get no gradient from it)
         self.netD.requires_grad_(False)
@@ -232,6 +248,8 @@ class RAWRRTrainer:
         out = dict(zip(LOSS_NAMES, values.tolist(), strict=True))
         if "is_real" in self.input:
             out["real_fraction"] = float(self.input["is_real"].float().mean())
+        if "has_R" in self.input:
+            out["R_fraction"] = float(self.input["has_R"].float().mean())
         return out
 
     def _step(self, loss, optimizer, net) -> None:

@@ -19,25 +19,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from data.cameras import DATASET_PROFILE_FILE, DEFAULT_PROFILE  # noqa: E402
-from data.image_io import RGB_EXTENSIONS, read_rgb, write_png16, write_rgb  # noqa: E402
+from data.cameras import DATASET_PROFILE_FILE  # noqa: E402
+from data.image_io import RGB_EXTENSIONS, read_rgb  # noqa: E402
+from data.pseudo_raw import write_pseudo_raw_pair  # noqa: E402
 from util.errors import UserError, run_cli  # noqa: E402
-from util.isp import ISPParams, denormalize_raw, mosaic_rgb, unprocess  # noqa: E402
-
-
-def rgb_to_mosaic(rgb_u8: np.ndarray, profile=DEFAULT_PROFILE) -> np.ndarray:
-    """(H, W, 3) uint8 sRGB -> (H, W) uint16 Bayer mosaic of ``profile`` through the inverse of a neutral ISP."""
-    srgb = torch.from_numpy(np.array(rgb_u8)).permute(2, 0, 1).float() / 255.0
-    linear = unprocess(srgb, ISPParams.identity()).clamp(0, 1)
-    mosaic = mosaic_rgb(linear, profile.cfa).numpy()
-    return np.round(denormalize_raw(mosaic, profile.black, profile.white)).astype(np.uint16)
 
 
 def by_stem(folder: Path) -> dict[str, Path]:
@@ -60,14 +49,10 @@ def main(argv=None) -> None:
     for stem, path in blends.items():
         if stem not in trans:
             raise UserError(f"no ground-truth transmission for {path}: looked for {stem}.* in {args.transmission}")
-        images = {"testB": read_rgb(path), "testA1": read_rgb(trans[stem])}
-        if images["testB"].shape != images["testA1"].shape:
+        blend, transmission = read_rgb(path), read_rgb(trans[stem])
+        if blend.shape != transmission.shape:
             raise UserError(f"{path} and {trans[stem]} differ in size")
-        h, w = (s // 2 * 2 for s in images["testB"].shape[:2])
-        for prefix, rgb in images.items():
-            rgb = np.ascontiguousarray(rgb[:h, :w])
-            write_rgb(out / f"{prefix}_rgb" / f"{stem}.png", rgb)
-            write_png16(out / f"{prefix}_raw" / f"{stem}.png", rgb_to_mosaic(rgb))
+        h, w = write_pseudo_raw_pair(out, stem, blend, transmission)
         print(f"{stem}: {w}x{h}")
     (out / DATASET_PROFILE_FILE).write_text('{"camera": "default"}\n')
     print(f"wrote {len(blends)} pairs to {out}")

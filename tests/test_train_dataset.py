@@ -187,7 +187,7 @@ def test_errors_name_the_problem(tmp_path):
         RawrrTrainDataset(opt_for(bad, crop_size=12))
     with pytest.raises(UserError, match="real_ratio"):
         RawrrTrainDataset(opt_for(bad, real_ratio=1.5))
-    with pytest.raises(UserError, match="needs real triplets"):
+    with pytest.raises(UserError, match="needs real samples"):
         RawrrTrainDataset(opt_for(one, real_ratio=1.0))
     with pytest.raises(UserError, match="not a folder"):
         RawrrTrainDataset(opt_for(tmp_path / "missing"))
@@ -266,3 +266,80 @@ def test_physical_ranges_reach_the_synthesis(tmp_path):
     RawrrTrainDataset.modify_commandline_options(parser, True)
     opt = parser.parse_args(["--reflection_gain", "0.1", "0.4"])
     assert opt.reflection_gain == [0.1, 0.4] and opt.transmittance == [0.75, 1.0]
+
+
+def make_pairs(root, stems=("a", "b", "c"), size=(40, 44), seed=2, layout=("real_I_rgb", "real_T_rgb")):
+    """RGB-only real pairs (no RAW, no R) in the given two folders (input, transmission)."""
+    rng = np.random.default_rng(seed)
+    for stem in stems:
+        for folder in layout:
+            write_rgb(root / folder / f"{stem}.png", smooth_u8(rng, *size))
+
+
+def test_rgb_only_pairs_train_with_pseudo_raw_and_no_r(tmp_path):
+    from data.pseudo_raw import pseudo_packed_raw, pseudo_raw_mosaic
+    from util.isp import normalize_raw, pack_raw
+
+    make_pairs(tmp_path / "pairs")
+    ds = RawrrTrainDataset(opt_for(tmp_path / "pairs", real_ratio=1.0, crop_size=CROP))
+    assert len(ds.real_items) == 3 and set(ds.real_items[0]["paths"]) == {"I_rgb", "T_rgb"}
+    sides = set()
+    for index in range(12):
+        item = ds[index]
+        assert bool(item["is_real"]) and not bool(item["has_R"])
+        assert item["R_rgb"].shape == (3, CROP, CROP) and not item["R_rgb"].any() and not item["R_raw"].any()
+        for role in ("I", "T"):  # the RAW is the fixed inverse ISP of the resized crop
+            torch.testing.assert_close(item[f"{role}_raw"], pseudo_packed_raw(item[f"{role}_rgb"]), atol=0, rtol=0)
+        rng = ds.rng_for(index)
+        rng.random(), rng.integers(3)
+        sides.add(int(rng.integers(CROP // 2, 28 // 2 + 1)) * 2)
+    assert len(sides) > 1  # RGB-only pairs are cropped at several scales
+    # the float path equals packing the uint8 mosaic that make_rgb_only_set.py / make_val_sets.py write
+    rgb = smooth_u8(np.random.default_rng(3), 10, 12)
+    mosaic = pseudo_raw_mosaic(rgb)
+    expected = normalize_raw(pack_raw(mosaic, "RGGB"), 400, 16383)
+    got = pseudo_packed_raw(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
+    np.testing.assert_array_equal(got.numpy(), expected)
+    # pairs with R but without RAW: R is used, the RAW is still made from the RGB
+    make_pairs(tmp_path / "withR", layout=("real_I_rgb", "real_T_rgb", "real_R_rgb"))
+    item = RawrrTrainDataset(opt_for(tmp_path / "withR", real_ratio=1.0))[0]
+    assert bool(item["has_R"]) and item["R_rgb"].any()
+    torch.testing.assert_close(item["R_raw"], pseudo_packed_raw(item["R_rgb"]), atol=0, rtol=0)
+    # triplets keep their R
+    make_real(tmp_path / "trip")
+    assert bool(RawrrTrainDataset(opt_for(tmp_path / "trip", real_ratio=1.0))[0]["has_R"])
+
+
+def test_real_dataroot_layouts_holdout_and_errors(tmp_path):
+    from data.splits import is_held_out
+
+    stems = [f"{i:03d}" for i in range(40)]
+    make_pairs(tmp_path / "zhang", stems=stems, layout=("blended", "transmission"))
+    make_pairs(tmp_path / "la", stems=("x", "y"), layout=("blend", "transmission"))
+    make_photos(tmp_path / "photos", n=24)
+    opt = opt_for(tmp_path / "photos", real_ratio=0.5, real_dataroot=[str(tmp_path / "zhang"), str(tmp_path / "la")])
+    ds = RawrrTrainDataset(opt)
+    assert len(ds.real_items) == 42 and {e["stem"] for e in ds.real_items} == set(stems) | {"x", "y"}
+    held = [s for s in stems if is_held_out(s, 8)]
+    held_photos = [f"p{i}.png" for i in range(24) if is_held_out(f"p{i}.png", 8)]
+    assert held and held_photos  # the fixtures exercise the rule
+    ds = RawrrTrainDataset(dict_opt := Namespace(**{**vars(opt), "holdout_every": 8}))
+    kept = {e["stem"] for e in ds.real_items}
+    assert kept.isdisjoint(held) and len(kept) + len(held) == 40 + 2 - sum(is_held_out(s, 8) for s in "xy")
+    assert ds.held_out_real == len(held) + sum(is_held_out(s, 8) for s in "xy")
+    names = {name for name, _ in ds.T_photos}
+    assert names.isdisjoint(held_photos) and len(names) == 24 - len(held_photos) == 24 - ds.held_out_photos
+    sources = {ds[i]["source"] for i in range(64)}
+    assert not any(s[5:] in held for s in sources if s.startswith("real:"))
+    assert dict_opt.holdout_every == 8
+    # the pair layouts count only under --real_dataroot: in --dataroot they are ordinary photo folders
+    assert RawrrTrainDataset(opt_for(tmp_path / "zhang", real_ratio=0.5)).real_ratio == 0.0
+    with pytest.raises(UserError, match="holds no real samples"):
+        RawrrTrainDataset(opt_for(tmp_path / "photos", real_dataroot=[str(tmp_path / "photos")]))
+    with pytest.raises(UserError, match="is not a folder"):
+        RawrrTrainDataset(opt_for(tmp_path / "photos", real_dataroot=[str(tmp_path / "nowhere")]))
+    make_pairs(tmp_path / "partial", layout=("real_I_rgb", "real_T_rgb", "real_I_raw"))
+    with pytest.raises(UserError, match="lacks real_T_raw"):
+        RawrrTrainDataset(opt_for(tmp_path / "photos", real_dataroot=[str(tmp_path / "partial")]))
+    with pytest.raises(UserError, match="--holdout_every -1"):
+        RawrrTrainDataset(opt_for(tmp_path / "photos", holdout_every=-1))
