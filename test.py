@@ -16,7 +16,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from data import create_dataset, create_test_loader
@@ -25,7 +24,7 @@ from models import create_model
 from options.test_options import TestOptions
 from util.errors import run_cli
 from util.html_report import write_report
-from util.metrics import LPIPS, METRIC_CONVENTION, json_safe, psnr, ssim, to_uint8
+from util.metrics import LPIPS, METRIC_CONVENTION, json_safe, mean_rows, score_separation, to_uint8
 
 METRICS = ("psnr", "ssim", "lpips")
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-image", "lpips", "rawpy")
@@ -39,17 +38,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def score(ref_u8, out_u8, lpips_model) -> dict[str, float]:
-    values = {"psnr": psnr(ref_u8, out_u8), "ssim": ssim(ref_u8, out_u8)}
-    values["lpips"] = lpips_model(ref_u8, out_u8) if lpips_model is not None else float("nan")
-    return values
-
-
-def _mean(values):
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(values)) if values else None
 
 
 def main(argv=None) -> dict:
@@ -85,11 +73,7 @@ def main(argv=None) -> dict:
             names[kind] = f"{stem}_{kind}.png"
             write_rgb(img_dir / names[kind], image)
         row = {"stem": stem, "seconds": model.inference_seconds, "images": names}
-        if "T_gt" in saved:  # metrics on the 8-bit images exactly as written (PNG is lossless)
-            for key, (ref, out) in {"T": ("T_gt", "T"), "I": ("T_gt", "I")}.items():
-                row.update({f"{key}_{m}": v for m, v in score(saved[ref], saved[out], lpips_model).items()})
-        if "R_gt" in saved:
-            row.update({f"R_{m}": v for m, v in score(saved["R_gt"], saved["R"], lpips_model).items()})
+        row.update(score_separation(saved, lpips_model))  # on the 8-bit images exactly as written (PNG is lossless)
         rows.append(row)
         line = f"[{i + 1}/{total}] {stem}: {row['seconds']:.2f} s"
         if "T_psnr" in row:
@@ -102,8 +86,7 @@ def main(argv=None) -> dict:
         writer.writerow(columns)
         for row in rows:
             writer.writerow([_csv(row.get(c)) for c in columns])
-    means = {c: _mean([r.get(c) for r in rows]) for c in columns[1:]}
-    means = {k: v for k, v in means.items() if v is not None}
+    means = mean_rows(rows, columns[1:])
     summary = {
         "name": opt.name,
         "epoch": opt.epoch,

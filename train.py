@@ -50,13 +50,15 @@ from models.rawrr_training import RAWRRTrainer
 from options.base_options import experiment_dir, save_options
 from options.train_options import TrainOptions
 from util.errors import UserError, run_cli
-from util.metrics import psnr, ssim, to_uint8
+from util.learning_curve import write_learning_curve
+from util.metrics import LPIPS, mean_rows, score_separation, to_uint8
 from util.visualizer import Visualizer
 
 COLLECTIVE_TIMEOUT_MINUTES = 60  # other ranks wait this long while rank 0 validates or writes checkpoints
 INTERRUPTED_EXIT_CODE = 130  # the shell's status for a process stopped by SIGINT
 RANK_REPORT_ENV = "CR3NET_RANK_REPORT_DIR"  # tests: each rank writes rank<r>.json (parameter hashes) here at the end
-VAL_COLUMNS = ("iteration", "epoch", "images", "T_psnr", "T_ssim", "R_psnr", "R_ssim", "I_psnr", "I_ssim")
+VAL_METRICS = ("T_psnr", "T_ssim", "T_lpips", "I_psnr", "I_ssim", "I_lpips", "R_psnr", "R_ssim", "R_lpips", "gain_psnr")
+VAL_COLUMNS = ("iteration", "epoch", "set", "images", *VAL_METRICS, "worst_gain_psnr")  # val_log.csv
 PROGRESS_GEOMETRY = ("iters_per_epoch", "batch_size", "world_size", "dataset_size", "seed")
 
 
@@ -121,49 +123,75 @@ def make_loader(dataset, sampler, opt, epoch: int) -> DataLoader:
 
 # ------------------------------------------------------------------------------------------------ validation
 class Validator:
-    """PSNR/SSIM of the predicted T (and R) on ``--val_dataroot`` exactly as test.py computes them: the generator
-    through ``models.inference.separate``, 8-bit quantisation ``util.metrics.to_uint8``, ``util.metrics.psnr/ssim``.
-    Rows go to ``<exp>/val_log.csv``."""
+    """Validation on every ``--val_dataroot`` folder, each a set of its own, exactly as test.py scores it: the
+    generator through ``models.inference.separate``, 8-bit quantisation ``util.metrics.to_uint8``, then
+    ``util.metrics.score_separation`` and ``mean_rows``. One row per set and validation goes to
+    ``<exp>/val_log.csv`` (:data:`VAL_COLUMNS`); ``gain_psnr`` is the mean over images of T PSNR minus the input's
+    PSNR (the do-nothing baseline), ``worst_gain_psnr`` the smallest of those gains."""
 
     def __init__(self, opt):
-        val_opt = Namespace(**vars(opt))
-        val_opt.dataroot, val_opt.phase = opt.val_dataroot, "test"
-        val_opt.eval_resize, val_opt.num_test = opt.val_resize, opt.val_num
-        self.dataset = find_dataset_using_name(opt.dataset_mode, "test")(val_opt)
-        if "T" not in getattr(self.dataset, "roles", {"T": None}):
-            raise UserError(f"--val_dataroot {opt.val_dataroot} has no ground truth: it needs testA1_rgb + testA1_raw")
-        self.loader = create_test_loader(val_opt, self.dataset)
+        self.sets: list[tuple[str, object]] = []
+        roots = opt.val_dataroot if isinstance(opt.val_dataroot, list | tuple) else [opt.val_dataroot]
+        for root in roots:
+            val_opt = Namespace(**vars(opt))
+            val_opt.dataroot, val_opt.phase = root, "test"
+            val_opt.eval_resize, val_opt.num_test = opt.val_resize, opt.val_num
+            dataset = find_dataset_using_name(opt.dataset_mode, "test")(val_opt)
+            if "T" not in getattr(dataset, "roles", {"T": None}):
+                raise UserError(f"--val_dataroot {root} has no ground truth: it needs testA1_rgb + testA1_raw")
+            name = Path(root).name or str(root)
+            taken = {n for n, _ in self.sets}
+            unique, k = name, 2
+            while unique in taken:
+                unique, k = f"{name}_{k}", k + 1
+            self.sets.append((unique, create_test_loader(val_opt, dataset)))
         self.csv_path = experiment_dir(opt) / "val_log.csv"
+        self.use_lpips = not getattr(opt, "val_no_lpips", False)
+        self._lpips = None
+
+    def _lpips_model(self, device):
+        if self.use_lpips and self._lpips is None:
+            self._lpips = LPIPS(device=device)
+        return self._lpips
 
     @torch.no_grad()
-    def run(self, model, iteration: int, epoch: int) -> dict:
+    def run(self, model, iteration: int, epoch: int) -> dict[str, dict]:
+        """Validate on every set; returns ``{set name: {column: value}}`` and appends the rows to val_log.csv."""
         net = model.netG_T
         net.eval()
-        rows = []
+        lpips_model = self._lpips_model(model.device)
+        results = {}
         try:
-            for batch in self.loader:
-                out = separate(net, batch["I_rgb"].to(model.device), batch["I_raw"].to(model.device),
-                               model.precision, model.channels_last)
-                T_gt, T_out, I_u8 = to_uint8(batch["T_rgb"][0]), to_uint8(out["T_rgb"][0]), to_uint8(batch["I_rgb"][0])
-                row = {"T_psnr": psnr(T_gt, T_out), "T_ssim": ssim(T_gt, T_out),
-                       "I_psnr": psnr(T_gt, I_u8), "I_ssim": ssim(T_gt, I_u8)}
-                if "R_rgb" in batch:
-                    R_gt, R_out = to_uint8(batch["R_rgb"][0]), to_uint8(out["R_rgb"][0])
-                    row.update(R_psnr=psnr(R_gt, R_out), R_ssim=ssim(R_gt, R_out))
-                rows.append(row)
+            for name, loader in self.sets:
+                rows = []
+                for batch in loader:
+                    out = separate(net, batch["I_rgb"].to(model.device), batch["I_raw"].to(model.device),
+                                   model.precision, model.channels_last)
+                    images = {"I": to_uint8(batch["I_rgb"][0]), "T": to_uint8(out["T_rgb"][0]),
+                              "R": to_uint8(out["R_rgb"][0]), "T_gt": to_uint8(batch["T_rgb"][0])}
+                    if "R_rgb" in batch:
+                        images["R_gt"] = to_uint8(batch["R_rgb"][0])
+                    row = score_separation(images, lpips_model)
+                    row["gain_psnr"] = row["T_psnr"] - row["I_psnr"]
+                    rows.append(row)
+                means = mean_rows(rows, VAL_METRICS)
+                gains = [r["gain_psnr"] for r in rows if math.isfinite(r["gain_psnr"])]
+                means["worst_gain_psnr"] = min(gains) if gains else float("nan")
+                results[name] = {"iteration": iteration, "epoch": epoch, "set": name, "images": len(rows), **means}
         finally:
             net.train()
-        means = {"iteration": iteration, "epoch": epoch, "images": len(rows)}
-        for key in VAL_COLUMNS[3:]:
-            values = [r[key] for r in rows if key in r]
-            means[key] = float(np.mean(values)) if values else float("nan")
         new = not self.csv_path.is_file()
         with open(self.csv_path, "a", newline="") as f:
             writer = csv.writer(f)
             if new:
                 writer.writerow(VAL_COLUMNS)
-            writer.writerow([f"{means[c]:.6f}" if isinstance(means[c], float) else means[c] for c in VAL_COLUMNS])
-        return means
+            for row in results.values():
+                writer.writerow([_val_cell(row.get(c, float("nan"))) for c in VAL_COLUMNS])
+        return results
+
+
+def _val_cell(value):
+    return f"{value:.6f}" if isinstance(value, float) else value
 
 
 # ------------------------------------------------------------------------------------------------ logging
@@ -190,8 +218,9 @@ class ProgressMeter:
         seconds = max(time.perf_counter() - self.start, 1e-9)
         speed = self.count * self.samples_per_iteration / seconds
         eta = (self.n_iters - iteration) * seconds / max(1, self.count)
-        losses = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "real_fraction")
+        losses = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k not in ("real_fraction", "R_fraction"))
         real = f" | real {means['real_fraction']:.2f}" if "real_fraction" in means else ""
+        real += f" | with R {means['R_fraction']:.2f}" if "R_fraction" in means else ""
         line = (f"iter {iteration}/{self.n_iters} | epoch {epoch} ({epoch_step}/{iters_per_epoch}) | {losses}{real} | "
                 f"lr {lr:.3g} | {speed:.2f} samples/s | ETA {format_seconds(eta)}")
         self.reset()
@@ -358,11 +387,19 @@ def train(opt, parser) -> dict:
         nonlocal last_val
         if validator is None or not is_main:
             return
-        means = validator.run(model, it, epoch)
-        last_val = means
-        r = f", R {means['R_psnr']:.2f} dB {means['R_ssim']:.4f}" if not math.isnan(means["R_psnr"]) else ""
-        log(f"validation at iteration {it}: T {means['T_psnr']:.2f} dB SSIM {means['T_ssim']:.4f}{r} "
-            f"(input {means['I_psnr']:.2f} dB) on {means['images']} image(s)", flush=True)
+        results = validator.run(model, it, epoch)
+        last_val = results
+        for name, m in results.items():
+            lp = f" LPIPS {m['T_lpips']:.4f} ({m['I_lpips']:.4f})" if "T_lpips" in m else ""
+            r = f" | R {m['R_psnr']:.2f} dB" if "R_psnr" in m else ""
+            log(f"validation {name} at iteration {it}: T {m['T_psnr']:.2f} dB ({m['gain_psnr']:+.2f} dB over the "
+                f"input, worst image {m['worst_gain_psnr']:+.2f}) SSIM {m['T_ssim']:.4f} ({m['I_ssim']:.4f}){lp}{r} "
+                f"on {m['images']} image(s)", flush=True)
+        visualizer.plot_validation(it, results)
+        try:
+            write_learning_curve(validator.csv_path, exp / "learning_curve.png", title=opt.name)
+        except (OSError, ValueError) as err:
+            log(f"warning: could not draw {exp / 'learning_curve.png'}: {err}")
 
     stop = GracefulStop()
     try:
@@ -414,7 +451,7 @@ def train(opt, parser) -> dict:
 
     save("latest")
     save("final")
-    if validator is not None and (last_val is None or last_val["iteration"] != it):
+    if validator is not None and (last_val is None or next(iter(last_val.values()))["iteration"] != it):
         validate()
     log(f"training done: {it} iterations; weights {exp / 'final_net_G_T.pth'}", flush=True)
     if record:

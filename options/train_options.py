@@ -74,9 +74,11 @@ class TrainOptions(BaseOptions):
         add_flag_once(g, "--display_winsize", type=int, default=256, help="longest side of each displayed image")
         add_flag_once(g, "--display_ncols", type=int, default=4, help="images per row on the dashboard")
 
-        g = parser.add_argument_group("validation (PSNR/SSIM as test.py computes them)")
-        add_flag_once(g, "--val_dataroot", default="",
-                      help="held-out test-layout folder with ground truth (testB_*, testA1_*); empty = no validation")
+        g = parser.add_argument_group("validation (PSNR/SSIM/LPIPS as test.py computes them)")
+        add_flag_once(g, "--val_dataroot", nargs="+", default=[], metavar="DIR",
+                      help="held-out test-layout folders with ground truth (testB_*, testA1_*), each validated and "
+                      "logged as its own set (e.g. the folders of scripts/make_val_sets.py); none = no validation")
+        add_flag_once(g, "--val_no_lpips", action="store_true", help="validate with PSNR and SSIM only")
         add_flag_once(g, "--val_freq", type=int, default=2000,
                       help="validate every this many iterations (0 = only at the end)")
         add_flag_once(g, "--val_num", type=int, default=0, help="validate on the first this many images (0 = all)")

@@ -169,6 +169,57 @@ def test_one_step_updates_g_and_d_with_finite_losses(setup, tmp_path):
     assert visuals["T_rgb"].shape == (3, 64, 64) and visuals["T_raw"].shape == (4, 32, 32)
 
 
+def test_r_losses_are_masked_per_sample(setup, tmp_path):
+    base, photos, _ = setup
+    trainer, batch = make_trainer(photos, tmp_path)
+    trainer.set_input(batch)
+    _, _, full = trainer.compute_losses()
+    out = trainer.output
+    per_sample_mse = ((out["R_rgb"].float() - batch["R_rgb"]) ** 2).flatten(1).mean(1)
+    per_sample_l1 = (out["R_raw"].float() - batch["R_raw"]).abs().flatten(1).mean(1)
+    assert full["G_MSE_R"].item() == pytest.approx(per_sample_mse.mean().item(), rel=1e-5)
+    # the second sample without R: its R terms leave the loss, the first sample's stay
+    batch = dict(batch, has_R=torch.tensor([True, False]))
+    batch["R_rgb"] = batch["R_rgb"].clone()
+    batch["R_rgb"][1] = 0
+    trainer.set_input(batch)
+    _, _, masked = trainer.compute_losses()
+    assert masked["G_MSE_R"].item() == pytest.approx(per_sample_mse[0].item(), rel=1e-5)
+    assert masked["G_raw_R"].item() == pytest.approx(per_sample_l1[0].item(), rel=1e-5)
+    assert masked["G_MSE_T"].item() == pytest.approx(full["G_MSE_T"].item(), rel=1e-6)
+    # no sample with R: both R terms are 0, and every generator parameter still takes part in the graph
+    trainer.set_input(dict(batch, has_R=torch.tensor([False, False])))
+    loss_G, _, none = trainer.compute_losses()
+    assert none["G_MSE_R"].item() == 0 and none["G_raw_R"].item() == 0
+    loss_G.backward()
+    assert all(p.grad is not None for p in trainer.netG.parameters())
+
+
+def test_pairs_only_real_folder_trains(setup, tmp_path):
+    """A real folder of I/T pairs only (no RAW, no R), as Zhang et al.'s blended/transmission, trains: RAW from
+    the inverse ISP, R losses off for those samples."""
+    from data.image_io import write_rgb
+
+    base, photos, _ = setup
+    rng = np.random.default_rng(4)
+    for stem in ("p1", "p2"):
+        for folder in ("blended", "transmission"):
+            image = smooth_image(rng, 80, 96).permute(1, 2, 0).numpy()
+            write_rgb(tmp_path / "pairs" / folder / f"{stem}.jpg", (image * 255).round().astype(np.uint8))
+    result = train_script.main(train_args(photos, tmp_path / "ck", "pairs", "--n_iters", "3", "--real_ratio", "1",
+                                          "--real_dataroot", str(tmp_path / "pairs")))
+    assert result["iteration"] == 3
+    lines = [line for line in (tmp_path / "ck" / "pairs" / "loss_log.txt").read_text().splitlines()
+             if line.startswith("iteration ")]
+    assert len(lines) == 3
+    for line in lines:
+        values = dict(zip(line.split()[2::2], map(float, line.split()[3::2]), strict=True))
+        assert values["G_MSE_R"] == 0 and values["G_raw_R"] == 0  # no R target: the R losses are off
+        assert values["G_MSE_T"] > 0 and values["G_raw_T"] > 0 and values["G_VGG"] > 0  # T losses, pseudo-RAW
+        assert values["real_fraction"] == 1 and values["R_fraction"] == 0
+    assert (tmp_path / "ck" / "pairs" / "final_net_G_T.pth").is_file()
+
+
 def test_options_defaults_follow_upstream(setup, tmp_path):
     from options.train_options import TrainOptions
 
@@ -203,17 +254,22 @@ def test_reference_run_writes_checkpoints_logs_and_validation(setup, reference_r
     assert all(f"iteration {i}: G " in log for i in range(1, N_ITERS + 1))
     assert (exp / "web" / "index.html").is_file() and len(list((exp / "web" / "images").glob("iter*_T_rgb.png"))) == 2
     rows = (exp / "val_log.csv").read_text().splitlines()
-    assert rows[0].startswith("iteration,epoch,images,T_psnr") and rows[1].startswith(f"{N_ITERS},2,2,")
-    assert reference_run["val"]["images"] == 2
+    assert rows[0].startswith("iteration,epoch,set,images,T_psnr") and rows[1].startswith(f"{N_ITERS},2,val,2,")
+    assert rows[0].endswith("gain_psnr,worst_gain_psnr") and len(rows) == 2
+    val = reference_run["val"]["val"]
+    assert val["images"] == 2 and val["gain_psnr"] == pytest.approx(val["T_psnr"] - val["I_psnr"])
+    assert val["worst_gain_psnr"] <= val["gain_psnr"] + 1e-9 and 0 < val["T_lpips"] < 1
+    assert (exp / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_final_weights_load_in_test_py_with_the_same_metrics(setup, reference_run, tmp_path):
     base, _, val = setup
     summary = test_script.main(["--dataroot", str(val), "--name", "ref", "--checkpoints_dir", str(base / "ck"),
                                 "--results_dir", str(tmp_path), "--gpu_ids", "-1", "--eval_resize", "none",
-                                "--no_lpips", "--epoch", "final", "--precision", "fp32"])  # as trained: auto is bf16 on AMX CPUs
+                                "--no_lpips", "--epoch", "final",
+                                "--precision", "fp32"])  # as trained (auto would be bf16 on an AMX CPU)
     assert (summary["ngf"], summary["num_cab"], summary["num_images"]) == (8, 1, 2)  # from train_opt.txt
-    val_means = reference_run["val"]
+    val_means = reference_run["val"]["val"]
     for key in ("T_psnr", "T_ssim", "R_psnr", "R_ssim", "I_psnr"):
         assert summary["means"][key] == pytest.approx(val_means[key], abs=1e-6), key
 

@@ -154,6 +154,36 @@ def compute_metrics(ref_u8: np.ndarray, out_u8: np.ndarray, lpips_model: LPIPS |
     return {"psnr": psnr(ref_u8, out_u8), "ssim": ssim(ref_u8, out_u8), "lpips": lpips_model(ref_u8, out_u8)}
 
 
+def score_separation(images: dict[str, np.ndarray], lpips_model: LPIPS | None = None) -> dict[str, float]:
+    """Metrics of one separated image, as test.py and training validation report them.
+
+    ``images``: 8-bit (H, W, 3) arrays keyed ``I`` (input), ``T``, ``R`` (predictions), ``T_gt`` and ``R_gt``
+    (ground truth, each optional). Returns ``T_psnr/ssim/lpips`` (T vs T_gt), ``I_*`` (I vs T_gt: the do-nothing
+    baseline) and ``R_*`` (R vs R_gt), each where its ground truth exists; ``*_lpips`` only with ``lpips_model``.
+    """
+    row: dict[str, float] = {}
+    pairs = {"T": ("T_gt", "T"), "I": ("T_gt", "I"), "R": ("R_gt", "R")}
+    for key, (ref, out) in pairs.items():
+        if ref not in images:
+            continue
+        row[f"{key}_psnr"] = psnr(images[ref], images[out])
+        row[f"{key}_ssim"] = ssim(images[ref], images[out])
+        if lpips_model is not None:
+            row[f"{key}_lpips"] = lpips_model(images[ref], images[out])
+    return row
+
+
+def mean_rows(rows: list[dict], keys) -> dict[str, float]:
+    """Arithmetic mean of each of ``keys`` over the ``rows`` that have a finite value for it (keys without any
+    are left out): the one averaging of per-image metrics (test.py's metrics.json, training validation)."""
+    means = {}
+    for key in keys:
+        values = [float(r[key]) for r in rows if r.get(key) is not None and not math.isnan(float(r[key]))]
+        if values:
+            means[key] = float(np.mean(values))
+    return means
+
+
 class MetricSuite:
     """Collects per-image metrics and their means (for test.py and training validation).
 

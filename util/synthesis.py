@@ -190,10 +190,16 @@ def upstream_vignette(size: int = UPSTREAM_VIGNETTE_SIZE, nsig: float = UPSTREAM
 _VIGNETTE_CACHE: dict[int, torch.Tensor] = {}
 
 
-def _vignette_tensor() -> torch.Tensor:
-    if UPSTREAM_VIGNETTE_SIZE not in _VIGNETTE_CACHE:
-        _VIGNETTE_CACHE[UPSTREAM_VIGNETTE_SIZE] = torch.from_numpy(upstream_vignette()).to(torch.float32)
-    return _VIGNETTE_CACHE[UPSTREAM_VIGNETTE_SIZE]
+def _vignette_tensor(size: int = UPSTREAM_VIGNETTE_SIZE) -> torch.Tensor:
+    if size not in _VIGNETTE_CACHE:
+        _VIGNETTE_CACHE[size] = torch.from_numpy(upstream_vignette(size)).to(torch.float32)
+    return _VIGNETTE_CACHE[size]
+
+
+def scaled_vignette_size(h: int, w: int) -> int:
+    """A vignette side that keeps upstream's proportions for an image of (h, w): upstream cuts 256 x 256 windows
+    from its 560 x 560 vignette, so an image with long side L gets ``ceil(560 * L / 256)`` (at least 560)."""
+    return max(UPSTREAM_VIGNETTE_SIZE, math.ceil(UPSTREAM_VIGNETTE_SIZE * max(h, w) / 256))
 
 
 def upstream_max_size() -> int:
@@ -201,10 +207,12 @@ def upstream_max_size() -> int:
     return UPSTREAM_VIGNETTE_SIZE - UPSTREAM_VIGNETTE_MARGIN - 1
 
 
-def synthesize_upstream(T_srgb, R_srgb, rng: np.random.Generator) -> dict:
+def synthesize_upstream(T_srgb, R_srgb, rng: np.random.Generator, vignette_size: int = UPSTREAM_VIGNETTE_SIZE) -> dict:
     """Upstream's synthetic triplet from two sRGB photos of the same size.
 
-    ``T_srgb``, ``R_srgb``: (3, H, W) in [0, 1] (numpy or torch), H and W even and at most 549.
+    ``T_srgb``, ``R_srgb``: (3, H, W) in [0, 1] (numpy or torch), H and W even and at most ``vignette_size`` - 11
+    (549 with upstream's 560 vignette; :func:`scaled_vignette_size` gives a larger vignette of the same proportions
+    for larger images, as ``scripts/make_val_sets.py`` uses).
     Steps (upstream ``SynData``): t = T^2.2, r = R^2.2; r_blur = Gaussian blur of r with sigma drawn from
     :data:`UPSTREAM_SIGMAS`; per channel, m = mean of (r_blur + t) over its pixels above 1 (1 where none),
     r_blur = clamp(r_blur - (m - 1) * U[1.08, 1.18), 0, 1); r_mask = r_blur * a random window of the 560x560
@@ -220,12 +228,14 @@ def synthesize_upstream(T_srgb, R_srgb, rng: np.random.Generator) -> dict:
     if T.shape != R.shape:
         raise ValueError(f"T and R must have the same size, got {tuple(T.shape)} and {tuple(R.shape)}")
     h, w = T.shape[1:]
-    if max(h, w) > upstream_max_size():
-        raise ValueError(f"upstream synthesis needs images of at most {upstream_max_size()} px a side, got {h}x{w}")
+    largest = vignette_size - UPSTREAM_VIGNETTE_MARGIN - 1
+    if max(h, w) > largest:
+        raise ValueError(f"upstream synthesis with a {vignette_size} px vignette needs images of at most {largest} px "
+                         f"a side, got {h}x{w}")
     sigma = float(UPSTREAM_SIGMAS[rng.integers(0, len(UPSTREAM_SIGMAS))])
     factor = float(rng.uniform(*UPSTREAM_OVEREXPOSURE_RANGE))
     t_scale = float(UPSTREAM_T_SCALE_RANGE[1] - rng.random() * (UPSTREAM_T_SCALE_RANGE[1] - UPSTREAM_T_SCALE_RANGE[0]))
-    limit = UPSTREAM_VIGNETTE_SIZE - UPSTREAM_VIGNETTE_MARGIN
+    limit = vignette_size - UPSTREAM_VIGNETTE_MARGIN
     left = int(rng.integers(0, limit - w))
     top = int(rng.integers(0, limit - h))
 
@@ -236,7 +246,7 @@ def synthesize_upstream(T_srgb, R_srgb, rng: np.random.Generator) -> dict:
     over = (blend > 1).to(blend.dtype)
     mean_over = (blend * over).sum(dim=(1, 2), keepdim=True) / (over.sum(dim=(1, 2), keepdim=True) + _OVEREXPOSURE_EPS)
     r_blur = (r_blur - (mean_over.clamp(min=1) - 1) * factor).clamp(0, 1)
-    r_mask = r_blur * _vignette_tensor()[top : top + h, left : left + w]
+    r_mask = r_blur * _vignette_tensor(vignette_size)[top : top + h, left : left + w]
     mix = r_mask + t * t_scale
 
     inv = 1 / UPSTREAM_GAMMA

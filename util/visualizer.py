@@ -139,6 +139,8 @@ class Visualizer:
         self.win_losses = f"losses_{self.display_id}"
         self.win_lr = f"lr_{self.display_id}"
         self.win_images = f"images_{self.display_id}"
+        self.win_val_psnr = f"val_psnr_{self.display_id}"
+        self.win_val_quality = f"val_quality_{self.display_id}"
         self.vis = None  # the visdom client; None while the dashboard is off
         self._created = set()  # windows created by this process (the first send replaces a stale window)
         self._html_rows = {}  # iteration -> visual names, for the HTML page
@@ -272,6 +274,28 @@ class Visualizer:
             {"lr": float(lr)},
             dict(title=f"{self.name} learning rate", xlabel="iteration", ylabel="learning rate", ytype="log"),
         )
+
+    def plot_validation(self, iteration, results):
+        """Add one validation to the dashboard: ``results`` = ``{set name: means}`` as ``train.Validator.run``
+        returns them. Window 1: T PSNR gain over the input per set (dB) and the worst image's gain; window 2: T SSIM
+        and LPIPS per set (absolute values, the input's as ``<set> input`` traces)."""
+        if self.rank != 0 or self.vis is None or not results:
+            return
+        gains, quality = {}, {}
+        for name, m in results.items():
+            gains[f"{name} mean"] = float(m["gain_psnr"])
+            gains[f"{name} worst"] = float(m.get("worst_gain_psnr", float("nan")))
+            for metric in ("ssim", "lpips"):
+                if f"T_{metric}" in m:
+                    quality[f"{name} T {metric.upper()}"] = float(m[f"T_{metric}"])
+                    quality[f"{name} input {metric.upper()}"] = float(m[f"I_{metric}"])
+        self._line_point(self.win_val_psnr, iteration, gains,
+                         dict(title=f"{self.name} validation: T PSNR - input PSNR (dB)", xlabel="iteration",
+                              ylabel="dB"))
+        if quality:
+            self._line_point(self.win_val_quality, iteration, quality,
+                             dict(title=f"{self.name} validation: SSIM (up) and LPIPS (down)", xlabel="iteration",
+                                  ylabel="value"))
 
     def display_images(self, iteration, visuals):
         """Show ``visuals`` (name -> RGB ``(3, H, W)`` or packed RAW ``(4, h, w)``) side by side in one window.
