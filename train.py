@@ -18,9 +18,12 @@ at the end), ``iter_<n>`` (with ``--save_by_iter``), ``<epoch>`` (every ``--save
 Resuming is exact: the data of a sample is a function of (seed, epoch, index) and the loop restarts mid-epoch at the
 first unconsumed sample, so N iterations in one run and N/2 + N/2 with ``--continue_train`` give the same weights
 (bitwise on a CPU with ``--num_threads 0``). A first Ctrl-C stops after the current iteration, saves ``latest`` and
-exits with status 130 (a second one aborts at once without saving). A non-finite loss stops the run before that
-step, leaves every checkpoint as it was and exits with status 2. Other kills lose at most the iterations since the
-last ``latest``: every file is written atomically.
+exits with status 130 (a second one aborts without saving more; a checkpoint being written is finished first). A
+non-finite loss, or a file that cannot be written (disk full), stops the run with one line and status 2, leaving every
+checkpoint as it was. Other kills lose at most the iterations since the last ``latest``: the three files of a label
+are written as one set (``models.checkpoint_sets``: train state first, the authority), and at its start train.py
+deletes the temporary files of killed writes and completes a set whose renames a kill cut short; a resumed run
+drops the loss_log.txt lines and val_log.csv rows of the iterations it redoes.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import signal
 import threading
 import time
 from argparse import Namespace
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +49,16 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from data import create_dataset, create_test_loader, find_dataset_using_name
 from models import create_model
+from models.checkpoint_sets import repair_pending_sets
 from models.inference import separate
 from models.rawrr_training import RAWRRTrainer
 from options.base_options import experiment_dir, save_options
 from options.train_options import TrainOptions
-from util.errors import UserError, run_cli
+from util.errors import UserError, run_cli, unwrap_worker_error
+from util.files import atomic_write_text, remove_dead_temps
 from util.learning_curve import write_learning_curve
 from util.metrics import LPIPS, mean_rows, score_separation, to_uint8
-from util.visualizer import Visualizer
+from util.visualizer import Visualizer, drop_losses_after
 
 COLLECTIVE_TIMEOUT_MINUTES = 60  # other ranks wait this long while rank 0 validates or writes checkpoints
 INTERRUPTED_EXIT_CODE = 130  # the shell's status for a process stopped by SIGINT
@@ -119,6 +125,20 @@ def make_loader(dataset, sampler, opt, epoch: int) -> DataLoader:
     return DataLoader(dataset, batch_size=opt.batch_size, sampler=sampler, num_workers=opt.num_threads,
                       drop_last=True, pin_memory=opt.device.type == "cuda", worker_init_fn=_seed_worker,
                       generator=generator)
+
+
+def loader_batches(loader):
+    """The batches of ``loader``; a UserError raised in a worker process comes out as raised there (torch wraps it in
+    a message with the worker's traceback)."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except UserError as err:
+            raise unwrap_worker_error(err) from None
+        yield batch
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -195,6 +215,24 @@ def _val_cell(value):
 
 
 # ------------------------------------------------------------------------------------------------ logging
+def drop_val_rows_after(csv_path, iteration: int) -> int:
+    """Delete the rows of iterations after ``iteration`` from a val_log.csv (a resumed run redoes them), keeping the
+    header; the file is replaced atomically. Returns the number of rows dropped."""
+    path = Path(csv_path)
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+
+    def redone(line: str) -> bool:
+        first = line.split(",", 1)[0].strip()
+        return first.isdigit() and int(first) > iteration
+
+    kept = [line for line in lines if not redone(line)]
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(kept))
+    return len(lines) - len(kept)
+
+
 class ProgressMeter:
     """Mean losses, samples/s and ETA over the iterations since the last report."""
 
@@ -248,18 +286,36 @@ def state_digest(net) -> str:
 
 class GracefulStop:
     """While active (main thread only), the first SIGINT asks the loop to stop after the current iteration; a
-    second one raises KeyboardInterrupt at once."""
+    second one raises KeyboardInterrupt at once, or, inside :meth:`deferred` (a checkpoint being written), as soon as
+    that block is done, so that an abort never cuts a checkpoint set in two."""
 
     def __init__(self):
         self.requested = False
+        self.aborted = False
+        self._deferring = 0
         self._previous = None
 
     def _handler(self, signum, frame):
         if self.requested:
+            if self._deferring:
+                self.aborted = True
+                print("\ninterrupt: aborting as soon as the checkpoint being written is complete", flush=True)
+                return
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupt: stopping after this iteration and saving 'latest' (Ctrl-C again: abort without saving)",
-              flush=True)
+        print("\ninterrupt: stopping after this iteration and saving 'latest' (Ctrl-C again: abort without saving "
+              "more; a checkpoint being written is finished first)", flush=True)
+
+    @contextmanager
+    def deferred(self):
+        """A block that a second SIGINT does not interrupt; KeyboardInterrupt is raised when it ends instead."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if self.aborted and not self._deferring:
+            raise KeyboardInterrupt
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -329,8 +385,42 @@ def train(opt, parser) -> dict:
     trainer = RAWRRTrainer(model, opt, world_size)
     progress = {"iteration": 0, "epoch": opt.epoch_count, "epoch_step": 0}
     exp = experiment_dir(opt)
+    saved_latest = {"iteration": None}  # iteration of the 'latest' set on disk, once this run knows it
+
+    def kept() -> str:
+        """What a stop at this point leaves, for messages."""
+        if saved_latest["iteration"] is not None:
+            return f"every checkpoint in {exp} is complete, 'latest' holds iteration {saved_latest['iteration']}"
+        if (exp / "latest_train_state.pth").is_file():
+            return f"every checkpoint in {exp} is complete, 'latest' is from before this run"
+        return f"no checkpoint of this run was written yet in {exp}"
+
+    @contextmanager
+    def writing(path, intact=None):
+        """An OSError (disk full, permissions) while writing ``path`` becomes one line saying what is intact."""
+        try:
+            yield
+        except OSError as err:
+            where = err.filename or path
+            reason = err.strerror or str(err) or type(err).__name__
+            raise UserError(f"cannot write {where}: {reason}; {intact or kept()}: free disk space (or fix "
+                            "permissions), then resume with --continue_train") from None
+
+    tidy = "the next start of train.py tidies up again"
+    if is_main:  # the debris of a killed run: its temporary files, a checkpoint set cut short while being saved
+        with writing(exp, tidy):
+            removed = remove_dead_temps(exp)
+            notes = repair_pending_sets(exp)
+        if removed:
+            log(f"note: deleted {len(removed)} temporary file(s) of interrupted writes in {exp}: "
+                f"{', '.join(p.name for p in removed)}")
+        for note in notes:
+            log(f"note: {note}")
     if opt.continue_train:
-        saved = trainer.load(opt.epoch)
+        with writing(exp, tidy):
+            saved = trainer.load(opt.epoch, repair=is_main)
+        for path in trainer.repaired:
+            log(f"note: {path} did not match {opt.epoch}_train_state.pth (a save was cut short): rewritten from it")
         progress = {k: saved[k] for k in progress}
         current = {"iters_per_epoch": iters_per_epoch, "batch_size": opt.batch_size, "world_size": world_size,
                    "dataset_size": len(dataset), "seed": opt.seed}
@@ -346,6 +436,16 @@ def train(opt, parser) -> dict:
                 log(f"note: --{flag} is ignored when resuming (the training state gives the weights and the epoch)")
         log(f"resumed from {trainer.paths(opt.epoch)['train_state']} at iteration {progress['iteration']}, "
             f"epoch {progress['epoch']} ({progress['epoch_step']}/{iters_per_epoch})")
+        if opt.epoch == "latest" and progress == {k: saved[k] for k in progress}:
+            saved_latest["iteration"] = progress["iteration"]
+        if is_main:  # iterations after the resumed one are redone: forget what the killed run logged of them
+            with writing(exp / "loss_log.txt"):
+                lines = drop_losses_after(exp / "loss_log.txt", progress["iteration"])
+            with writing(exp / "val_log.csv"):
+                rows = drop_val_rows_after(exp / "val_log.csv", progress["iteration"])
+            if lines or rows:
+                log(f"note: iterations after {progress['iteration']} are redone: dropped their {lines} line(s) of "
+                    f"loss_log.txt and {rows} row(s) of val_log.csv")
     else:
         if opt.init_from:
             trainer.init_generator_from(opt.init_from)
@@ -353,8 +453,10 @@ def train(opt, parser) -> dict:
         if is_main and (exp / "latest_train_state.pth").is_file():
             log(f"note: {exp} holds an earlier run; this new run overwrites its checkpoints (resume: --continue_train)")
     if is_main:
-        save_options(opt, parser.parser)
-    visualizer = Visualizer(opt)
+        with writing(exp / f"{opt.phase}_opt.txt"):
+            save_options(opt, parser.parser)
+    with writing(exp / "loss_log.txt"):
+        visualizer = Visualizer(opt)
 
     n_params = sum(p.numel() for p in trainer.netG.parameters())
     log(f"training {opt.name}: {len(dataset)} samples/epoch, {world_size} process(es) x batch {opt.batch_size}, "
@@ -362,6 +464,14 @@ def train(opt, parser) -> dict:
         f"({n_params:,} parameters); perceptual loss on {trainer.vgg_name}"
         f"{'' if trainer.vgg_name == 'vgg19' else ' (upstream uses VGG19)'}; device {opt.device}, "
         f"precision {trainer.precision}, channels_last {trainer.channels_last}", flush=True)
+    real = getattr(dataset, "real_items", [])
+    if real and getattr(dataset, "real_ratio", 0) > 0:
+        no_r = sum("R_rgb" not in e["paths"] for e in real)
+        no_raw = sum("I_raw" not in e["paths"] for e in real)
+        held = getattr(dataset, "held_out_real", 0)
+        log(f"real samples: {len(real)} ({no_r} without R, {no_raw} with pseudo-RAW"
+            f"{f', {held} held out by --holdout_every' if held else ''}), each sample real with probability "
+            f"{dataset.real_ratio:g}", flush=True)
 
     record = os.environ.get(RANK_REPORT_ENV)
     if record:
@@ -375,13 +485,15 @@ def train(opt, parser) -> dict:
                 "batch_size": opt.batch_size, "world_size": world_size, "dataset_size": len(dataset),
                 "seed": opt.seed, "n_iters": opt.n_iters}
 
-    saved_latest = {"iteration": None}
+    stop = GracefulStop()
 
     def save(label):
+        """Write one checkpoint set (rank 0); a second Ctrl-C waits until it is complete."""
         if is_main and not (label == "latest" and saved_latest["iteration"] == it):
-            trainer.save(label, current_progress())
-            if label == "latest":
-                saved_latest["iteration"] = it
+            with stop.deferred():
+                trainer.save(label, current_progress())
+                if label == "latest":
+                    saved_latest["iteration"] = it
 
     def validate():
         nonlocal last_val
@@ -401,7 +513,6 @@ def train(opt, parser) -> dict:
         except (OSError, ValueError) as err:
             log(f"warning: could not draw {exp / 'learning_curve.png'}: {err}")
 
-    stop = GracefulStop()
     try:
         with stop:
             while it < opt.n_iters and not stop.requested:
@@ -409,7 +520,7 @@ def train(opt, parser) -> dict:
                 sampler.set_start(step * opt.batch_size)
                 if hasattr(dataset, "set_epoch"):
                     dataset.set_epoch(epoch)
-                for batch in make_loader(dataset, sampler, opt, epoch):
+                for batch in loader_batches(make_loader(dataset, sampler, opt, epoch)):
                     trainer.set_input(batch)
                     losses = trainer.optimize_parameters(it + 1)
                     it += 1
@@ -418,12 +529,14 @@ def train(opt, parser) -> dict:
                     if is_main and due(it, opt.print_freq):
                         line, means = meter.report(it, epoch, step, iters_per_epoch, trainer.learning_rate())
                         log(line, flush=True)
-                        visualizer.plot_losses(it, means)
+                        with writing(visualizer.log_path):
+                            visualizer.plot_losses(it, means)
                         visualizer.plot_lr(it, trainer.learning_rate())
                     if is_main and due(it, opt.display_freq):
                         visuals = trainer.get_current_visuals()
                         visualizer.display_images(it, visuals)
-                        visualizer.save_html(it, visuals)
+                        with writing(visualizer.web_dir):
+                            visualizer.save_html(it, visuals)
                     if step == iters_per_epoch:  # end of an epoch
                         finished, epoch, step = epoch, epoch + 1, 0
                         if opt.save_epoch_freq > 0 and finished % opt.save_epoch_freq == 0:
@@ -435,7 +548,8 @@ def train(opt, parser) -> dict:
                             save(f"iter_{it}")
                         log(f"saved checkpoint 'latest' at iteration {it}", flush=True)
                     if due(it, opt.val_freq):
-                        validate()
+                        with writing(exp / "val_log.csv"):
+                            validate()
                     if _agreed(stop.requested, world_size):
                         stop.requested = True
                         break
@@ -445,14 +559,15 @@ def train(opt, parser) -> dict:
                 save("latest")
                 log(f"stopped by interrupt at iteration {it}: saved 'latest' in {exp}; resume with --continue_train")
                 raise SystemExit(INTERRUPTED_EXIT_CODE)
+            save("latest")
+            save("final")
     except KeyboardInterrupt:
-        log(f"aborted at iteration {it} without saving; the last 'latest' checkpoint in {exp} is kept")
+        log(f"aborted at iteration {it}: {kept()}; resume with --continue_train")
         raise SystemExit(INTERRUPTED_EXIT_CODE) from None
 
-    save("latest")
-    save("final")
     if validator is not None and (last_val is None or next(iter(last_val.values()))["iteration"] != it):
-        validate()
+        with writing(exp / "val_log.csv"):
+            validate()
     log(f"training done: {it} iterations; weights {exp / 'final_net_G_T.pth'}", flush=True)
     if record:
         _write_rank_report(Path(record), trainer, sampler, it)

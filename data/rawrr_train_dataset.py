@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ REAL_CROP_FRACTION = 0.7  # upstream: real triplets are cropped to a square of 0
 PHOTO_MAX_SHORT_SIDE = 512  # photos are cached with the short side at most this (never below the crop)
 MAX_RESAMPLES = 20  # redraws of a synthetic sample failing the skip rule before the last draw is kept
 RGB_MAX = 255.0
+PHOTOS_QUIET_BELOW = 50  # photo pools at least this large announce their (slow) loading
 
 SYN_FOLDERS = ("trainA1_rgb", "trainA2_rgb")  # T sources, R sources
 REAL_FOLDERS = {
@@ -409,8 +411,16 @@ class RawrrTrainDataset(Dataset):
                     "add photos or lower --holdout_every (0 = no hold-out)"
                 )
         cache: dict[Path, tuple[str, np.ndarray]] = {}
-        for path in dict.fromkeys([*t_paths, *r_paths]):
+        unique = list(dict.fromkeys([*t_paths, *r_paths]))
+        verbose = getattr(self.opt, "rank", 0) == 0 and len(unique) > PHOTOS_QUIET_BELOW
+        if verbose:
+            held = f" ({self.held_out_photos} held out by --holdout_every)" if self.held_out_photos else ""
+            print(f"reading {len(unique)} photos for synthesis from {self.root}{held} ...", flush=True)
+        start = time.perf_counter()
+        for path in unique:
             cache[path] = (path.relative_to(self.root).as_posix(), self._prepare_photo(path))
+        if verbose:
+            print(f"read {len(unique)} photos in {time.perf_counter() - start:.0f} s", flush=True)
         self.T_photos = [cache[p] for p in t_paths]
         self.R_photos = [cache[p] for p in r_paths]
 

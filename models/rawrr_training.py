@@ -21,8 +21,10 @@ Checkpoint layout, under ``<checkpoints_dir>/<name>/``, for a label (``latest``,
 * ``<label>_net_D.pth``: the discriminator, bare CPU state_dict;
 * ``<label>_train_state.pth``: everything a resumed run needs, self-contained (see :meth:`RAWRRTrainer.save`).
 
-Each file is written atomically (temporary file, fsync, rename); resuming reads only the train state, so a kill
-between the three writes can never pair weights of one iteration with optimiser state of another.
+The three files of a label are written as one set: :func:`models.checkpoint_sets.write_set` stages all three, then
+renames the train state (which holds G and D too: the authority) first; a kill between the renames is repaired at the
+next start of train.py (``repair_pending_sets``), and the set a run resumes from is checked by content
+(:meth:`RAWRRTrainer.load` with ``repair=True``). Resuming reads only the train state.
 """
 
 from __future__ import annotations
@@ -37,12 +39,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from models.checkpoint import (
-    atomic_torch_save,
-    infer_generator_shape,
-    load_generator_weights,
-    save_generator_weights,
-)
+from models.checkpoint import infer_generator_shape, load_generator_weights
+from models.checkpoint_sets import set_paths, sync_members, write_set
 from models.losses import LSGANLoss, PerceptualLoss
 from models.networks import define_D, get_scheduler
 from options.base_options import add_flag_once
@@ -166,6 +164,7 @@ class RAWRRTrainer:
         self.input: dict[str, torch.Tensor] = {}
         self.output: dict[str, torch.Tensor] = {}
         self.checkpoint_writes = 0
+        self.repaired: list[Path] = []  # bare checkpoint files rewritten by load(..., repair=True)
 
     # ---------------------------------------------------------------- weights
     def init_generator_from(self, path) -> None:
@@ -289,21 +288,21 @@ class RAWRRTrainer:
         }
 
     def paths(self, label) -> dict[str, Path]:
-        return {name: self.save_dir / f"{label}_{name}.pth" for name in ("net_G_T", "net_D", "train_state")}
+        return set_paths(self.save_dir, label)
 
     def save(self, label, progress: dict) -> dict[str, Path]:
-        """Write ``<label>_net_G_T.pth``, ``<label>_net_D.pth`` and ``<label>_train_state.pth``, each atomically."""
-        paths = self.paths(label)
-        save_generator_weights(self.netG, paths["net_G_T"])
-        atomic_torch_save(_cpu_state_dict(self.netD), paths["net_D"])
-        atomic_torch_save(self.state_dict(progress), paths["train_state"])
+        """Write ``<label>_net_G_T.pth``, ``<label>_net_D.pth`` and ``<label>_train_state.pth`` as one set
+        (:func:`models.checkpoint_sets.write_set`: all three of one iteration, or the previous set unchanged)."""
+        paths = write_set(self.save_dir, label, self.state_dict(progress))
         self.checkpoint_writes += 1
         return paths
 
-    def load(self, label) -> dict:
+    def load(self, label, repair: bool = False) -> dict:
         """Restore everything from ``<label>_train_state.pth``; returns its ``progress`` dict.
 
-        Raises :class:`UserError` when the file is missing, unreadable, or from a network of another shape.
+        ``repair``: also rewrite ``<label>_net_G_T.pth`` / ``<label>_net_D.pth`` where they differ from the train
+        state (the authority); the files rewritten are left in ``self.repaired``. Raises :class:`UserError` when the
+        file is missing, unreadable, or from a network of another shape.
         """
         path = self.paths(label)["train_state"]
         if not path.is_file():
@@ -328,6 +327,7 @@ class RAWRRTrainer:
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
         restore_rng_state(state["rng"])
+        self.repaired = sync_members(self.save_dir, label, state) if repair else []
         return dict(state["progress"])
 
     def _check_arch(self, state, path) -> None:

@@ -4,12 +4,34 @@ Loss weights, the discriminator and the VGG backbone are model options (``models
 samples per epoch and the synthesis model are dataset options (``data/rawrr_train_dataset.py``).
 """
 
+import math
+
 from data.rawrr_dataset import EVAL_RESIZE_CHOICES
+from data.rawrr_train_dataset import CROP_MULTIPLE
 from models.networks import LR_POLICIES
-from options.base_options import ARCH_FLAGS, DEFAULT_NGF, DEFAULT_NUM_CAB, BaseOptions, add_flag_once
+from options.base_options import (
+    ARCH_FLAGS,
+    DEFAULT_NGF,
+    DEFAULT_NUM_CAB,
+    BaseOptions,
+    add_flag_once,
+    save_options,
+)
+from util.errors import UserError
 from util.precision import PRECISIONS
 
 TRAIN_NUM_THREADS = 2  # data-loading workers per process while training
+# integer flags and their smallest valid value (0 means "off" / "from another flag" where the help says so)
+MIN_INT = {"batch_size": 1, "samples_per_epoch": 1, "ngf": 1, "num_cab": 1, "ndf": 1, "n_layers_D": 1,
+           "num_threads": 0, "n_iters": 0, "n_epochs": 0, "lr_decay_iters": 0, "save_latest_freq": 0,
+           "save_epoch_freq": 0, "print_freq": 0, "display_freq": 0, "val_freq": 0, "val_num": 0}
+# float flags: (low, low allowed, high, high allowed, how to say it)
+FLOAT_RANGES = {"lr": (0.0, False, math.inf, False, "a finite number > 0"),
+                "beta1": (0.0, True, 1.0, False, "in [0, 1)"),
+                "beta2": (0.0, True, 1.0, False, "in [0, 1)"),
+                "max_grad_norm": (0.0, True, math.inf, False, "a finite number >= 0 (0 = no clipping)"),
+                "real_ratio": (0.0, True, 1.0, True, "in [0, 1]")}
+LAMBDA_RANGE = (0.0, True, math.inf, False, "a finite number >= 0 (0 = term off)")
 
 
 class TrainOptions(BaseOptions):
@@ -95,3 +117,38 @@ class TrainOptions(BaseOptions):
                 if getattr(opt, key) is None:
                     setattr(opt, key, defaults[key])
         return opt
+
+    def parse(self, argv=None, save=True):
+        """Parse, then refuse impossible values (:func:`check_training_options`) before anything is written."""
+        opt = super().parse(argv, save=False)
+        check_training_options(opt)
+        if save:
+            save_options(opt, self.parser)
+        return opt
+
+
+def check_training_options(opt) -> None:
+    """Raise :class:`UserError`, one line naming the flag and the valid values, for the first impossible training
+    flag. Flags that plug-ins define (loss weights, dataset) are checked where present."""
+
+    def fail(flag, value, what):
+        raise UserError(f"--{flag} {value:g}: must be {what}")
+
+    for flag, low in MIN_INT.items():
+        value = getattr(opt, flag, None)
+        if value is not None and value < low:
+            fail(flag, value, f"an integer >= {low}")
+    ranges = dict(FLOAT_RANGES, **{k: LAMBDA_RANGE for k in sorted(vars(opt)) if k.startswith("lambda_")})
+    for flag, (low, low_ok, high, high_ok, what) in ranges.items():
+        value = getattr(opt, flag, None)
+        if value is None:
+            continue
+        ok = (math.isfinite(value) and (low <= value if low_ok else low < value)
+              and (value <= high if high_ok else value < high))
+        if not ok:
+            fail(flag, value, what)
+    crop = getattr(opt, "crop_size", None)
+    if crop is not None and (crop <= 0 or crop % CROP_MULTIPLE):
+        fail("crop_size", crop, f"a positive multiple of {CROP_MULTIPLE} (the generator halves the packed RAW twice)")
+    if getattr(opt, "n_iters", 1) == 0 and getattr(opt, "n_epochs", 1) == 0:
+        raise UserError("--n_epochs 0 with --n_iters 0 leaves nothing to train: give --n_epochs or --n_iters > 0")

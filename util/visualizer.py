@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from util.files import atomic_write_text
+
 DEFAULT_SERVER = "http://localhost"
 DEFAULT_PORT = 8097
 DEFAULT_WINSIZE = 256  # longest side, in pixels, of one image tile on the dashboard and in the HTML page
@@ -37,6 +39,7 @@ GRID_PADDING = 4  # white pixels between image tiles
 GRID_BACKGROUND = 255
 FALLBACK_RAW_GAMMA = 2.2  # display gamma of the RAW preview used when util.isp.raw_preview is unavailable
 IMAGE_NAME = re.compile(r"^iter(?P<iteration>\d+)_(?P<visual>.+)\.png$")
+LOSS_LINE = re.compile(r"^iteration (?P<iteration>\d+): ")  # a loss_log.txt line written by plot_losses
 
 
 class DashboardWarning(UserWarning):
@@ -374,6 +377,19 @@ class Visualizer:
         tmp = self.web_dir / "index.html.partial"
         tmp.write_text(doc.render())
         tmp.replace(self.web_dir / "index.html")
+
+
+def drop_losses_after(log_path, iteration) -> int:
+    """Delete the loss lines of iterations after ``iteration`` from a loss_log.txt (a resumed run redoes them), keeping
+    every other line (the run headers); the file is replaced atomically. Returns the number of lines dropped."""
+    path = Path(log_path)
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not ((m := LOSS_LINE.match(line)) and int(m["iteration"]) > iteration)]
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(kept))
+    return len(lines) - len(kept)
 
 
 def _resize(image, size):
