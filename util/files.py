@@ -7,6 +7,7 @@ a full disk or Ctrl-C never leaves a torn file behind, and never a half-written 
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Callable
@@ -63,3 +64,21 @@ def _create_temporary(path: Path) -> str:
 def write_text(path, text: str) -> Path:
     """:func:`atomic_write` of a UTF-8 text file."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def link_problem(path) -> str | None:
+    """Why ``path`` cannot be opened although its name is there: a symbolic link that loops or points nowhere.
+
+    ``None`` where ``path`` resolves (or does not exist at all). ``Path.is_dir()``/``is_file()`` answer False for
+    both cases, which callers would otherwise report as "missing" or "empty".
+    """
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return f"{path} is a symbolic link that loops back on itself; point it at a real file or folder"
+        return f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; fix or remove the link"
+    return None
