@@ -239,6 +239,9 @@ def test_16bit_rgb_is_refused_not_reduced(tmp_path):
     tifffile.imwrite(tmp_path / "deep.tif", rgb16, photometric="rgb")
     with pytest.raises(UserError, match=r"deep\.tif: it has 16-bit samples"):
         read_rgb(tmp_path / "deep.tif")
+    tifffile.imwrite(tmp_path / "float.tif", rgb16.astype(np.float32) / 65535, photometric="rgb")
+    with pytest.raises(UserError, match=r"cannot read image .*float\.tif"):
+        read_rgb(tmp_path / "float.tif")
     # through the dataset: one line naming the file
     make_pair(tmp_path / "set", "testB", "a", 1, size=(4, 6))
     write_png_rgb16(tmp_path / "set" / "testB_rgb" / "a.png", rgb16)
@@ -279,6 +282,13 @@ def test_links_and_folders_named_like_images(tmp_path):
     (tmp_path / "testB_raw" / "b.tiff").rmdir()
     (tmp_path / "testA2_raw").write_text("not a folder")
     with pytest.raises(UserError, match=r"testA2_raw is a file, not a folder"):
+        RawrrDataset(opt_for(tmp_path))
+
+
+def test_ambiguous_partner(tmp_path):
+    make_pair(tmp_path, "testB", "a", 1)
+    make_pair(tmp_path, "testB", "a", 1, raw_ext=".tiff")
+    with pytest.raises(UserError, match=r"ambiguous partner for .*a\.png: a\.png, a\.tiff in .*testB_raw; keep one"):
         RawrrDataset(opt_for(tmp_path))
 
 
