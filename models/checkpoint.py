@@ -109,7 +109,12 @@ def load_generator_weights(net: torch.nn.Module, path) -> None:
 def atomic_torch_save(obj, path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename: a crash never leaves a torn file
     (:func:`util.files.atomic_write`; a full disk is one line naming ``path``)."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    atomic_write(path, save)
 
 
 def save_generator_weights(net: torch.nn.Module, path) -> None:
