@@ -3,15 +3,20 @@
     python test.py --dataroot datasets --name RAW_RGB_RR --model RAWRR --dataset_mode rawrr --epoch final
 
 Writes under ``<results_dir>/<name>/test_<epoch>/``: ``images/<stem>_{I,T,R,T_gt,R_gt}.png``, ``metrics.csv``
-(one row per image), ``metrics.json`` (means, metric convention, checkpoint, versions) and ``index.html``.
+(one row per image), ``metrics.json`` (means, metric convention, checkpoint, versions) and ``index.html``. Where
+that folder holds an earlier run, this run writes to ``test_<epoch>_2`` (``_3``, ...) instead and says so: no run
+replaces or mixes with another's results. A run stopped by a bad image still writes the metrics of the images
+before it (``"complete": false`` in metrics.json), then prints the one-line error.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import platform
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -22,7 +27,8 @@ from data import create_dataset, create_test_loader
 from data.image_io import write_rgb
 from models import create_model
 from options.test_options import TestOptions
-from util.errors import run_cli
+from util.errors import UserError, file_system_error, run_cli, unwrap_worker_error
+from util.files import atomic_write_text
 from util.html_report import write_report
 from util.metrics import LPIPS, METRIC_CONVENTION, json_safe, mean_rows, score_separation, to_uint8
 
@@ -40,6 +46,25 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def results_folder(base: Path) -> Path:
+    """A folder for this run's results: ``base`` when it is new or empty, else the first new ``base_2``, ``base_3``,
+    ... An earlier run's results are never replaced nor mixed with this run's; the folder is created here."""
+    candidate, number = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            if candidate.is_dir() and not any(candidate.iterdir()):
+                return candidate
+        except OSError as err:  # a file where a parent folder belongs, a read-only disk, ...
+            raise file_system_error(err, candidate, "create") or UserError(
+                f"cannot create the results folder {candidate}: {err.strerror or err}; choose another --results_dir"
+            ) from None
+        number += 1
+        candidate = base.with_name(f"{base.name}_{number}")
+
+
 def main(argv=None) -> dict:
     opt = TestOptions().parse(argv)
     torch.manual_seed(opt.seed)
@@ -48,51 +73,77 @@ def main(argv=None) -> dict:
     model = create_model(opt)
     model.setup(opt)
 
-    out_dir = Path(opt.results_dir) / opt.name / f"test_{opt.epoch}"
+    base_dir = Path(opt.results_dir) / opt.name / f"test_{opt.epoch}"
+    out_dir = results_folder(base_dir)
+    if out_dir != base_dir:
+        print(f"{base_dir} holds an earlier run's results: this run writes to {out_dir}")
     img_dir = out_dir / "images"
-    img_dir.mkdir(parents=True, exist_ok=True)
     lpips_model = None if opt.no_lpips else LPIPS(device=model.device)
     total = len(dataset) if opt.num_test <= 0 else min(opt.num_test, len(dataset))
     print(f"evaluating {total} image(s) from {opt.dataroot} with {model.loaded_weights} "
           f"(ngf {opt.ngf}, num_cab {opt.num_cab}) on {model.device}, precision {model.precision}, "
-          f"eval_resize {opt.eval_resize}")
+          f"eval_resize {opt.eval_resize}; results in {out_dir}")
 
     rows = []
-    for i, batch in enumerate(loader):
-        if i >= total:
-            break
-        stem = batch["stem"][0]
-        model.set_input(batch)
-        visuals = model.test()
-        saved = {"I": to_uint8(visuals["I_rgb"]), "T": to_uint8(visuals["T_rgb"]), "R": to_uint8(visuals["R_rgb"])}
-        for kind in ("T", "R"):
-            if f"{kind}_gt_rgb" in visuals:
-                saved[f"{kind}_gt"] = to_uint8(visuals[f"{kind}_gt_rgb"])
-        names = {}
-        for kind, image in saved.items():
-            names[kind] = f"{stem}_{kind}.png"
-            write_rgb(img_dir / names[kind], image)
-        row = {"stem": stem, "seconds": model.inference_seconds, "images": names}
-        row.update(score_separation(saved, lpips_model))  # on the 8-bit images exactly as written (PNG is lossless)
-        rows.append(row)
-        line = f"[{i + 1}/{total}] {stem}: {row['seconds']:.2f} s"
-        if "T_psnr" in row:
-            line += f" | T {row['T_psnr']:.2f} dB SSIM {row['T_ssim']:.4f} (input {row['I_psnr']:.2f} dB)"
-        print(line, flush=True)
+    try:
+        for i, batch in enumerate(loader):
+            if i >= total:
+                break
+            rows.append(evaluate_one(batch, model, img_dir, lpips_model))
+            row = rows[-1]
+            line = f"[{i + 1}/{total}] {row['stem']}: {row['seconds']:.2f} s"
+            if "T_psnr" in row:
+                line += f" | T {row['T_psnr']:.2f} dB SSIM {row['T_ssim']:.4f} (input {row['I_psnr']:.2f} dB)"
+            print(line, flush=True)
+    except BaseException as err:  # keep what was computed: the metrics of the images done so far, then the error
+        if rows:
+            reason = str(unwrap_worker_error(err)) if isinstance(err, UserError) else (str(err) or type(err).__name__)
+            try:
+                write_results(opt, model, out_dir, rows, total, error=reason)
+                print(f"stopped after {len(rows)} of {total} image(s); their metrics are in {out_dir}", file=sys.stderr)
+            except Exception as write_err:  # the original error matters more
+                print(f"(could not save the partial results: {write_err})", file=sys.stderr)
+        raise
+    return write_results(opt, model, out_dir, rows, total)
 
+
+def evaluate_one(batch, model, img_dir: Path, lpips_model) -> dict:
+    """Run one test item, write its images, score them; the row of metrics.csv as a dict."""
+    stem = batch["stem"][0]
+    model.set_input(batch)
+    visuals = model.test()
+    saved = {"I": to_uint8(visuals["I_rgb"]), "T": to_uint8(visuals["T_rgb"]), "R": to_uint8(visuals["R_rgb"])}
+    for kind in ("T", "R"):
+        if f"{kind}_gt_rgb" in visuals:
+            saved[f"{kind}_gt"] = to_uint8(visuals[f"{kind}_gt_rgb"])
+    names = {}
+    for kind, image in saved.items():
+        names[kind] = f"{stem}_{kind}.png"
+        write_rgb(img_dir / names[kind], image)
+    row = {"stem": stem, "seconds": model.inference_seconds, "images": names}
+    row.update(score_separation(saved, lpips_model))  # on the 8-bit images exactly as written (PNG is lossless)
+    return row
+
+
+def write_results(opt, model, out_dir: Path, rows: list[dict], total: int, error: str | None = None) -> dict:
+    """metrics.csv, metrics.json and index.html of ``rows``; ``error``: why the run stopped early (then
+    ``metrics.json`` says ``"complete": false`` and the page says so)."""
     columns = ["stem"] + [f"{k}_{m}" for k in ("T", "R", "I") for m in METRICS] + ["seconds"]
-    with open(out_dir / "metrics.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_csv(row.get(c)) for c in columns])
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv(row.get(c)) for c in columns])
+    atomic_write_text(out_dir / "metrics.csv", table.getvalue())
     means = mean_rows(rows, columns[1:])
     summary = {
         "name": opt.name,
         "epoch": opt.epoch,
         "checkpoint": str(model.loaded_weights),
         "dataroot": str(opt.dataroot),
+        "results": str(out_dir),
         "num_images": len(rows),
+        "complete": error is None,
         "ngf": opt.ngf,
         "num_cab": opt.num_cab,
         "eval_resize": opt.eval_resize,
@@ -105,12 +156,17 @@ def main(argv=None) -> dict:
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    (out_dir / "metrics.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
+    if error is not None:
+        summary["error"] = f"stopped after {len(rows)} of {total} image(s): {error}"
+    atomic_write_text(out_dir / "metrics.json", json.dumps(json_safe(summary), indent=2) + "\n")
     header = [f"checkpoint {model.loaded_weights} (ngf {opt.ngf}, num_cab {opt.num_cab}), data {opt.dataroot}, "
               f"eval_resize {opt.eval_resize}, {len(rows)} image(s)",
               "Metrics on the 8-bit images shown: PSNR/SSIM scikit-image (data_range 255, RGB), LPIPS AlexNet v0.1."]
+    if error is not None:
+        header.insert(0, f"INCOMPLETE: {summary['error']}")
     write_report(out_dir / "index.html", f"CR3Net: {opt.name}, epoch {opt.epoch}", rows, means, header)
-    print_summary(means, len(rows), out_dir)
+    if error is None:
+        print_summary(means, len(rows), out_dir)
     return summary
 
 

@@ -54,7 +54,7 @@ from models.inference import separate
 from models.rawrr_training import RAWRRTrainer
 from options.base_options import experiment_dir, save_options
 from options.train_options import TrainOptions
-from util.errors import UserError, run_cli, unwrap_worker_error
+from util.errors import FileSystemError, UserError, run_cli, unwrap_worker_error
 from util.files import atomic_write_text, remove_dead_temps
 from util.learning_curve import write_learning_curve
 from util.metrics import LPIPS, mean_rows, score_separation, to_uint8
@@ -397,9 +397,15 @@ def train(opt, parser) -> dict:
 
     @contextmanager
     def writing(path, intact=None):
-        """An OSError (disk full, permissions) while writing ``path`` becomes one line saying what is intact."""
+        """An OSError (disk full, permissions) while writing ``path`` becomes one line saying what is intact (also
+        the FileSystemError that util.files' atomic writers make of one: it names the file written)."""
         try:
             yield
+        except FileSystemError as err:
+            if err.reason is None:
+                raise
+            raise UserError(f"cannot write {err.path or path}: {err.reason}; {intact or kept()}: free disk space (or "
+                            "fix permissions), then resume with --continue_train") from None
         except OSError as err:
             where = err.filename or path
             reason = err.strerror or str(err) or type(err).__name__
@@ -510,7 +516,7 @@ def train(opt, parser) -> dict:
         visualizer.plot_validation(it, results)
         try:
             write_learning_curve(validator.csv_path, exp / "learning_curve.png", title=opt.name)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, FileSystemError) as err:  # a figure only: training goes on
             log(f"warning: could not draw {exp / 'learning_curve.png'}: {err}")
 
     try:

@@ -13,6 +13,7 @@ Each RAW mosaic is packed and normalised with its camera profile (:func:`data.ca
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from data.camera_raw import is_camera_raw, load_jpeg_partner, read_camera_raw, render_rgb
+from data.camera_raw import CAMERA_RAW_EXTENSIONS, is_camera_raw, load_jpeg_partner, read_camera_raw, render_rgb
 from data.cameras import resolve_profile
 from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_raw_mosaic, read_rgb
 from util.errors import UserError
+from util.files import link_problem
 from util.isp import normalize_raw, pack_raw
 
 OFFICIAL_TEST_LONG_SIDE = 640  # upstream test-time resize: the RGB long side becomes 640 px
@@ -57,12 +59,34 @@ def official_test_size(h: int, w: int) -> tuple[int, int]:
 
 
 def files_by_stem(folder: Path, extensions) -> dict[str, list[Path]]:
-    """Visible files of ``folder`` whose suffix (lower case) is in ``extensions``, grouped by file stem."""
+    """Visible files of ``folder`` whose suffix (lower case) is in ``extensions``, grouped by file stem.
+
+    A name with such a suffix that is not a readable file (a folder ``x.png/``, a symbolic link that loops or points
+    nowhere) raises ``UserError`` naming it, instead of being skipped and reported later as a missing partner.
+    """
     out: dict[str, list[Path]] = {}
     for p in folder.iterdir():
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions:
+        if p.name.startswith(".") or p.suffix.lower() not in extensions:
+            continue
+        if p.is_file():
             out.setdefault(p.stem, []).append(p)
+        elif p.is_dir():
+            raise UserError(f"{p} is a folder, not an image file; rename it or move it out of {folder}")
+        else:
+            raise UserError(link_problem(p) or f"{p} is not a regular file; move it out of {folder}")
     return out
+
+
+def describe_candidates(stem: str, extensions) -> str:
+    """``x.png / x.tiff / x.tif or a camera RAW file x.dng / x.nef / ... (45 kinds)``: the names looked for, short."""
+    plain = [ext for ext in extensions if ext not in CAMERA_RAW_EXTENSIONS]
+    camera = [ext for ext in extensions if ext in CAMERA_RAW_EXTENSIONS]
+    text = " / ".join(stem + ext for ext in plain)
+    if camera:
+        examples = [ext for ext in (".dng", ".nef", ".cr2", ".arw") if ext in camera] or camera[:3]
+        text += (f"{' or ' if plain else ''}a camera RAW file {' / '.join(stem + e for e in examples)} / ... "
+                 f"({len(camera)} kinds, see README)")
+    return text
 
 
 def single_partner(stem: str, candidates: dict[str, list[Path]], folder: Path, extensions, wanted_by: Path) -> Path:
@@ -72,8 +96,7 @@ def single_partner(stem: str, candidates: dict[str, list[Path]], folder: Path, e
     """
     found = candidates.get(stem, [])
     if not found:
-        names = " / ".join(stem + ext for ext in extensions)
-        raise UserError(f"no partner for {wanted_by}: looked for {names} in {folder}")
+        raise UserError(f"no partner for {wanted_by}: looked for {describe_candidates(stem, extensions)} in {folder}")
     if len(found) > 1:
         raise UserError(
             f"ambiguous partner for {wanted_by}: {', '.join(sorted(p.name for p in found))} in {folder}; keep one"
@@ -145,7 +168,12 @@ class RawrrDataset(Dataset):
         if self.eval_resize not in EVAL_RESIZE_CHOICES:
             raise UserError(f"--eval_resize {self.eval_resize!r} is not one of {', '.join(EVAL_RESIZE_CHOICES)}")
         if not self.root.is_dir():
-            raise UserError(f"--dataroot {self.root} is not a folder")
+            raise UserError(link_problem(self.root) or f"--dataroot {self.root} is not a folder")
+        for prefix in (*INPUT_FOLDERS, *GT_FOLDERS.values()):
+            for kind in ("rgb", "raw"):
+                sub = self.root / f"{prefix}_{kind}"
+                if os.path.lexists(sub) and not sub.is_dir():
+                    raise UserError(link_problem(sub) or f"{sub} is a file, not a folder; rename or remove it")
 
         prefix = next((p for p in INPUT_FOLDERS if (self.root / f"{p}_rgb").is_dir()), None)
         if prefix is None:

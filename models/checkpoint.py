@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
+import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 from util.errors import UserError
+from util.files import atomic_torch_save  # the one atomic save of weights (also imported from here)
 
 WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model")  # BasicSR / Lightning-style wrappers
 WIDTH_KEY = "shallow_feat1_r.0.weight"  # (ngf, 4, 3, 3): its first dimension is the generator width
 _ORB_KEY = re.compile(r"^stage2_orsnet_t\.orb1\.body\.(\d+)\.")
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")  # torch's weights-only refusal
 
 
 def load_state_dict_file(path) -> dict[str, torch.Tensor]:
@@ -22,11 +23,7 @@ def load_state_dict_file(path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a corrupt or non-weights file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read checkpoint {path}: {first}") from None
+    obj = safe_torch_load(path)
     if isinstance(obj, dict):
         for key in WRAPPER_KEYS:
             if key in obj and isinstance(obj[key], dict):
@@ -34,7 +31,47 @@ def load_state_dict_file(path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"checkpoint {path} does not hold a state_dict of tensors")
+    bad = [k for k, v in obj.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UserError(
+            f"checkpoint {path} holds NaN or infinite weights ({len(bad)} of {len(obj)} tensors, e.g. {bad[0]}): "
+            "the run that saved it diverged; use an earlier checkpoint"
+        )
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def safe_torch_load(path, what: str = "checkpoint"):
+    """``torch.load(path, weights_only=True)`` on the CPU; every failure is one :class:`UserError` line naming the
+    file. A file that holds Python objects (a pickled model, an optimizer of another library...) is refused as "not
+    a plain weights file": we never suggest ``weights_only=False``, which would run whatever code the file holds."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise UserError(f"cannot read {what} {path}: the file is empty (0 bytes); copy it again")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except UserError:
+        raise
+    except pickle.UnpicklingError as err:  # what the weights-only unpickler raises for anything but plain data
+        found = _UNSAFE_GLOBAL.search(str(err))
+        if found:
+            raise UserError(
+                f"cannot read {what} {path}: it is not a plain weights file (it holds the Python object "
+                f"{found.group(1)}, which a safe load refuses; the file may be untrusted); load only weights saved "
+                "with torch.save(net.state_dict(), path)"
+            ) from None
+        raise UserError(
+            f"cannot read {what} {path}: not a plain PyTorch weights file, or corrupt; load only weights saved with "
+            "torch.save(net.state_dict(), path)"
+        ) from None
+    except EOFError:
+        raise UserError(f"cannot read {what} {path}: the file is truncated; copy it again") from None
+    except OSError as err:
+        raise UserError(f"cannot read {what} {path}: {err.strerror or err}") from None
+    except Exception as err:  # torch raises many types for a corrupt file
+        if "PytorchStreamReader" in str(err):  # a torn zip archive: long advice from miniz follows
+            raise UserError(f"cannot read {what} {path}: the file is truncated or corrupt; copy it again") from None
+        lines = [line for line in str(err).strip().splitlines() if "weights_only" not in line]
+        raise UserError(f"cannot read {what} {path}: {lines[0] if lines else type(err).__name__}") from None
 
 
 def infer_generator_shape(state_dict, path="checkpoint") -> tuple[int, int]:
@@ -67,22 +104,6 @@ def load_generator_weights(net: torch.nn.Module, path) -> None:
                 parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
         raise UserError(f"checkpoint {path} does not match the CR3Net generator: {'; '.join(parts)}")
     net.load_state_dict(state, strict=True)
-
-
-def atomic_torch_save(obj, path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename: a crash never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_generator_weights(net: torch.nn.Module, path) -> None:

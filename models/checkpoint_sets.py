@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import atomic_torch_save
+from models.checkpoint import safe_torch_load
 from util.errors import UserError
-from util.files import fsync_dir, stage_file
+from util.files import atomic_torch_save, fsync_dir, stage_file
 
 AUTHORITY = "train_state"  # <label>_train_state.pth: everything, renamed first
 MEMBERS = ("net_G_T", "net_D")  # bare state_dicts, copies of the train state's entries of the same names
@@ -150,12 +150,11 @@ def repair_pending_sets(folder) -> list[str]:
             marker.unlink(missing_ok=True)
             continue
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            members_ok = isinstance(state, dict) and all(isinstance(state.get(k), dict) for k in MEMBERS)
-        except Exception as err:  # torch raises many types for an unreadable file
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"cannot complete the interrupted checkpoint '{label}': cannot read {path}: {first}; "
+            state = safe_torch_load(path, "training state")  # one line, never torch's weights_only=False advice
+        except UserError as err:
+            raise UserError(f"cannot complete the interrupted checkpoint '{label}': {err}; "
                             f"delete {folder}/{label}_*.pth and {marker.name} or use another --name") from None
+        members_ok = isinstance(state, dict) and all(isinstance(state.get(k), dict) for k in MEMBERS)
         if not members_ok:
             raise UserError(f"cannot complete the interrupted checkpoint '{label}': {path} holds no net_G_T/net_D; "
                             f"delete {folder}/{label}_*.pth and {marker.name} or use another --name")

@@ -39,7 +39,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from models.checkpoint import infer_generator_shape, load_generator_weights
+from models.checkpoint import infer_generator_shape, load_generator_weights, safe_torch_load
 from models.checkpoint_sets import set_paths, sync_members, write_set
 from models.losses import LSGANLoss, PerceptualLoss
 from models.networks import define_D, get_scheduler
@@ -310,11 +310,9 @@ class RAWRRTrainer:
                 f"--continue_train: nothing to resume, {path} does not exist; check --name/--checkpoints_dir/--epoch "
                 "or start a new run without --continue_train"
             )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises many types for a corrupt file
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"cannot read training state {path}: {first}") from None
+        # one UserError line "cannot read training state <path>: ..." for an empty, truncated, corrupt or unsafe file
+        # (never torch's advice to load it with weights_only=False)
+        state = safe_torch_load(path, "training state")
         if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
             raise UserError(f"{path} is not a training state of this version (format {TRAIN_STATE_FORMAT})")
         self._check_arch(state, path)

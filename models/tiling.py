@@ -12,9 +12,33 @@ import torch
 
 from models.inference import separate
 from models.mcdrnet import SIZE_MULTIPLE
+from util.errors import UserError
 
 DEFAULT_TILE = 512  # RGB pixels; 0 = whole image
-DEFAULT_OVERLAP = 64
+DEFAULT_OVERLAP = 64  # RGB pixels; capped at half the tile when not given
+
+
+def check_tiling(tile: int, overlap: int | None, default_overlap: int = DEFAULT_OVERLAP) -> int:
+    """Validate ``--tile`` / ``--tile_overlap`` as :func:`separate_tiled` needs them; return the overlap to use.
+
+    ``tile``: 0 (whole image) or a positive multiple of ``SIZE_MULTIPLE`` (the network's size step; tiles of any
+    such size run, the smallest with little context). ``overlap``: even (the packed RAW is half the RGB resolution),
+    0..tile/2 (more would make tiles advance by less than they overlap; :func:`separate_tiled` used to shrink it
+    silently); ``None`` = ``default_overlap`` capped at tile/2. Raises ``UserError`` naming the flag.
+    """
+    if tile < 0 or tile % SIZE_MULTIPLE:
+        nearest = max(SIZE_MULTIPLE, round(abs(tile) / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        raise UserError(f"--tile {tile} must be 0 (whole image) or a positive multiple of {SIZE_MULTIPLE}, "
+                        f"e.g. {nearest}")
+    if overlap is None:
+        return min(default_overlap, tile // 2 // 2 * 2) if tile else default_overlap
+    if overlap < 0 or overlap % 2:
+        raise UserError(f"--tile_overlap {overlap} must be an even number of pixels >= 0 (the RAW is half the RGB "
+                        "resolution)")
+    if tile and overlap > tile // 2:
+        raise UserError(f"--tile_overlap {overlap} is more than half of --tile {tile}; use at most {tile // 2 // 2 * 2}"
+                        " or a larger tile")
+    return overlap
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import string
 import sys
 from pathlib import Path
 
@@ -11,7 +13,9 @@ import torch
 
 import data
 import models
+from models.mcdrnet import CA_REDUCTION
 from util.errors import UserError
+from util.files import atomic_write_text
 from util.precision import PRECISIONS
 
 DEFAULT_NGF = 64  # width of the released checkpoint
@@ -89,8 +93,9 @@ class BaseOptions:
         opt.is_train = self.is_train
         if self.is_train:
             opt.phase = "train"
+        self.validate(opt)
         if opt.suffix:
-            opt.name = opt.name + "_" + opt.suffix.format(**vars(opt))
+            opt.name = opt.name + "_" + format_suffix(opt.suffix, opt)
         opt.explicit = {a.dest for a in self.parser._actions if any(s in argv for s in a.option_strings)}
         opt.gpu_ids, opt.device = resolve_device(opt.gpu_ids)
         resolve_architecture(opt)
@@ -100,6 +105,48 @@ class BaseOptions:
         if opt.verbose:
             print(format_options(opt, self.parser))
         return opt
+
+
+    def validate(self, opt) -> None:
+        """Refuse nonsense values of the shared flags at parse time (one ``UserError`` line naming the flag)."""
+        if opt.num_threads < 0:
+            raise UserError(f"--num_threads {opt.num_threads} is negative; give 0 (load in the main process) or more")
+        if opt.max_dataset_size < 1:
+            raise UserError(f"--max_dataset_size {opt.max_dataset_size} must be at least 1")
+        if opt.ngf is not None and opt.ngf < CA_REDUCTION:
+            raise UserError(f"--ngf {opt.ngf} is too narrow: the channel attention needs at least {CA_REDUCTION} "
+                            f"(the released network has {DEFAULT_NGF})")
+        if opt.num_cab is not None and opt.num_cab < 0:
+            raise UserError(f"--num_cab {opt.num_cab} is negative; give 0 or more (the released network has "
+                            f"{DEFAULT_NUM_CAB})")
+        if not (math.isfinite(opt.init_gain) and opt.init_gain > 0):
+            raise UserError(f"--init_gain {opt.init_gain} must be a positive number (upstream: 0.02)")
+        label = str(opt.epoch)
+        if not label or label in (".", "..") or any(c in label for c in "/\\"):
+            raise UserError(f"--epoch {label!r} must be a plain label such as final, latest or 40 (it names files "
+                            "<epoch>_net_G_T.pth and folders test_<epoch>)")
+
+
+def format_suffix(suffix: str, opt) -> str:
+    """``--suffix`` with its ``{option}`` fields filled in; ``UserError`` for an unknown field or one whose value is
+    not known yet (``--ngf``/``--num_cab`` left to the checkpoint folder, which the name itself chooses)."""
+    values = vars(opt)
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(suffix) if f is not None]
+    except ValueError as err:
+        raise UserError(f"--suffix {suffix!r}: {err}; write fields as {{option}}, e.g. {{netG}}_ngf{{ngf}}") from None
+    for field in fields:
+        root = field.split(".")[0].split("[")[0]
+        if root not in values:
+            known = ", ".join(f"{{{k}}}" for k in ("netG", "ngf", "num_cab", "epoch", "precision"))
+            raise UserError(f"--suffix {suffix!r}: unknown field {{{field}}}; fields are option names such as {known}")
+        if values[root] is None:
+            raise UserError(f"--suffix {suffix!r} uses {{{root}}}, which is unknown before the experiment folder is "
+                            f"chosen; pass --{root} explicitly")
+    try:
+        return suffix.format(**values)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
+        raise UserError(f"--suffix {suffix!r}: cannot fill in its fields ({err})") from None
 
 
 def resolve_device(spec: str):
@@ -182,6 +229,5 @@ def save_options(opt, parser) -> Path:
     path = experiment_dir(opt) / f"{opt.phase}_opt.txt"
     if rank != 0:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(format_options(opt, parser) + "\n")
+    atomic_write_text(path, format_options(opt, parser) + "\n")
     return path

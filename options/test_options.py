@@ -1,6 +1,8 @@
 """Options of test.py (upstream names: --results_dir --num_test --eval --phase)."""
 
+from models.tiling import DEFAULT_OVERLAP, check_tiling
 from options.base_options import BaseOptions
+from util.errors import UserError
 
 
 class TestOptions(BaseOptions):
@@ -21,6 +23,14 @@ class TestOptions(BaseOptions):
         g.add_argument("--tile", type=int, default=0,
                        help="run the network on overlapping tiles of this many RGB pixels (multiple of 8; 0 = whole "
                        "image): bounded memory for full-resolution photos")
-        g.add_argument("--tile_overlap", type=int, default=64, help="overlap of neighbouring tiles, in RGB pixels")
+        g.add_argument("--tile_overlap", type=int, default=None,
+                       help=f"overlap of neighbouring tiles, in RGB pixels (even; default {DEFAULT_OVERLAP}, at most "
+                       "half of --tile)")
         g.add_argument("--no_lpips", action="store_true", help="skip LPIPS (PSNR and SSIM only)")
         return parser
+
+    def validate(self, opt) -> None:
+        super().validate(opt)
+        if opt.num_test < 0:
+            raise UserError(f"--num_test {opt.num_test} is negative; give 0 (all images) or a count")
+        opt.tile_overlap = check_tiling(opt.tile, opt.tile_overlap)

@@ -64,6 +64,18 @@ def test_explicit_levels(tmp_path):
         ({"cfa": "RGGB", "white": 100}, "lacks black"),
         ([1, 2], "JSON object"),
         ("{not json", "cannot read camera profile"),
+        # hostile levels: Python's json reads NaN / Infinity; impossible or absurd sensor counts
+        ('{"cfa": "RGGB", "black": NaN, "white": 4095}', "NaN is not a level"),
+        ('{"cfa": "RGGB", "black": 0, "white": Infinity}', "Infinity is not a level"),
+        ('{"cfa": "RGGB", "black": [0, 0, -Infinity, 0], "white": 4095}', "-Infinity is not a level"),
+        ({"cfa": "RGGB", "black": -1, "white": 4095}, "negative"),
+        ({"cfa": "RGGB", "black": [0, 0, 0, -5], "white": 4095}, "negative"),
+        ({"cfa": "RGGB", "black": 0, "white": 1}, "fewer than any camera records"),
+        ({"cfa": "RGGB", "black": 1000, "white": 1023}, "fewer than any camera records"),
+        ({"cfa": "RGGB", "black": 0, "white": 70000}, "exceeds 65535"),
+        ({"cfa": "RGGB", "black": [10, 20, 5000, 10], "white": 4095}, "every channel (not: G2 5000)"),
+        ({"cfa": "RGGB", "black": 0, "white": 4095, "whitelevel": 1023}, "unknown key(s) whitelevel"),
+        ({"camera": "honor", "black": 0}, "also black"),
     ],
 )
 def test_json_errors_name_the_file(tmp_path, content, expected):
@@ -71,3 +83,10 @@ def test_json_errors_name_the_file(tmp_path, content, expected):
     with pytest.raises(UserError, match="camera.json") as info:
         resolve_profile(tmp_path / "raw" / "x.png", tmp_path)
     assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_per_image_json_errors_name_that_file(tmp_path):
+    write(tmp_path / "x.json", '{"cfa": "RGGB", "black": [0, 0, 0, NaN], "white": 1023}')
+    with pytest.raises(UserError, match=r"x\.json: NaN is not a level"):
+        resolve_profile(tmp_path / "x.png", tmp_path)

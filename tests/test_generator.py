@@ -81,3 +81,37 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"x.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(UserError, match="not a CR3Net generator"):
         load_generator_weights(MCDRNet(ngf=8, num_cab=2), tmp_path / "other.pth")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_checkpoint_with_non_finite_weights_is_refused(tmp_path, bad):
+    sd = MCDRNet(ngf=8, num_cab=1).state_dict()
+    key = next(k for k, v in sd.items() if k.startswith("stage2_orsnet_t") and v.numel() > 1)
+    sd[key].view(-1)[1] = bad
+    torch.save({"params": sd}, tmp_path / "diverged.pth")
+    with pytest.raises(UserError, match=r"diverged\.pth holds NaN or infinite weights \(1 of \d+ tensors") as info:
+        load_generator_weights(MCDRNet(ngf=8, num_cab=1), tmp_path / "diverged.pth")
+    assert key in str(info.value) and "earlier checkpoint" in str(info.value)
+
+
+class NotWeights:
+    """Stands for any pickled Python object (a whole model, an optimizer of another library, an exploit)."""
+
+
+def test_untrusted_and_broken_checkpoints_never_suggest_weights_only_false(tmp_path):
+    torch.save({"net": NotWeights()}, tmp_path / "object.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    sd = MCDRNet(ngf=8, num_cab=1).state_dict()
+    torch.save(sd, tmp_path / "whole.pth")
+    (tmp_path / "truncated.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:3000])
+    cases = {
+        "object.pth": r"object\.pth: it is not a plain weights file \(it holds the Python object .*NotWeights"
+                      r".*untrusted",
+        "empty.pth": r"empty\.pth: the file is empty",
+        "truncated.pth": r"truncated\.pth: the file is truncated or corrupt; copy it again$",
+    }
+    for name, pattern in cases.items():
+        with pytest.raises(UserError, match=pattern) as info:
+            load_state_dict_file(tmp_path / name)
+        message = str(info.value)
+        assert "weights_only" not in message and "\n" not in message and "\x1b" not in message, message

@@ -86,8 +86,8 @@ def test_cli_prints_calibration_rows(shared_data, backbone_files, tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
     )
+    assert result.returncode == 1, result.stderr  # I03 has no partner: not every reference was scored
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == ["name", "psnr", "ssim", "lpips"]
     assert [row[0] for row in rows[1:]] == [f"{name}.bmp" for name in chosen]
@@ -105,10 +105,13 @@ def test_cli_pairs_by_stem_and_reports_missing(tmp_path, capsys, backbone_files)
     Image.fromarray(_random_u8(0)).save(ref_dir / "a.png")
     Image.fromarray(_random_u8(1)).save(ref_dir / "b.png")
     Image.fromarray(_random_u8(0)).save(out_dir / "a.bmp")  # same stem, other extension
-    metrics.main([str(ref_dir), str(out_dir)])
+    assert metrics.main([str(ref_dir), str(out_dir)]) == 1  # b.png unscored: a non-zero exit status
     captured = capsys.readouterr()
     assert captured.out.splitlines() == ["name,psnr,ssim,lpips", "a.png,inf,1.0000,0.0000"]
     assert "b.png" in captured.err and "no partner" in captured.err
+    assert "1 of 2 reference image(s) scored; 1 not" in captured.err
+    (ref_dir / "b.png").unlink()
+    assert metrics.main([str(ref_dir), str(out_dir)]) == 0
 
 
 def test_cli_nothing_paired_is_user_error(tmp_path):
@@ -118,6 +121,47 @@ def test_cli_nothing_paired_is_user_error(tmp_path):
     Image.fromarray(_random_u8(0)).save(tmp_path / "out" / "z.png")
     with pytest.raises(UserError, match="shares a file stem"):
         metrics.main([str(tmp_path / "ref"), str(tmp_path / "out")])
+
+
+def png_header_only(path, width, height):
+    """A PNG that declares width x height RGB pixels and holds almost no data: a decompression bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def test_cli_decompression_bomb_is_one_line(tmp_path, backbone_files):
+    ref_dir, out_dir = tmp_path / "ref", tmp_path / "out"
+    ref_dir.mkdir()
+    out_dir.mkdir()
+    for name in ("a", "bomb"):
+        Image.fromarray(_random_u8(0)).save(ref_dir / f"{name}.png")
+    Image.fromarray(_random_u8(0)).save(out_dir / "a.png")
+    png_header_only(out_dir / "bomb.png", 30000, 30000)  # 900 Mpixels declared in a file of ~100 bytes
+    result = subprocess.run([sys.executable, "-m", "util.metrics", str(ref_dir), str(out_dir)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == ["name,psnr,ssim,lpips", "a.png,inf,1.0000,0.0000"]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "bomb.png" in errors[0] and "decompression bomb" in errors[0], result.stderr
+
+
+def test_large_image_warning_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    Image.fromarray(_random_u8(0, (64, 64, 3))).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 4096 pixels: over the warning limit, under the error's
+    assert metrics.read_rgb_u8(tmp_path / "big.png").shape == (64, 64, 3)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: ") and "big.png" in err
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(UserError, match=r"big\.png: .*decompression bomb"):
+        metrics.read_rgb_u8(tmp_path / "big.png")
 
 
 def test_identical_images(lpips_model):

@@ -14,6 +14,7 @@ from data.camera_raw import render_rgb
 from tests.test_camera_raw import save_jpeg, scene_dng
 from tests.tiny_data import save_random_generator
 from util.errors import UserError
+from util.errors import run_cli as run_main_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,3 +84,118 @@ def test_remove_reflection_input_errors(tmp_path, weights):
                                 "--checkpoint", str(weights), "--gpu_ids", "-1"])
     with pytest.raises(UserError, match="right after its RAW"):
         remove_reflection.main([str(tmp_path / "wrong.jpg"), "-o", str(tmp_path / "o"), "--checkpoint", str(weights)])
+
+
+def run(args, weights, *extra):
+    return remove_reflection.main([*map(str, args), "--checkpoint", str(weights), "--gpu_ids", "-1", *extra])
+
+
+def no_inference(monkeypatch):
+    """Fail the test if the network is even loaded: the checks must come first."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was loaded before the input was checked")
+
+    monkeypatch.setattr(remove_reflection, "load_network", refuse)
+
+
+def test_photos_sharing_a_name_do_not_overwrite_each_other(tmp_path, weights, capsys):
+    pytest.importorskip("pidng")
+    for folder, seed in (("a", 1), ("b", 2)):
+        (tmp_path / folder).mkdir()
+        scene_dng(tmp_path / folder / "x.dng", h=64, w=64, seed=seed)
+    scene_dng(tmp_path / "a" / "upper.dng", h=64, w=64, seed=3)
+    (tmp_path / "a" / "upper.dng").rename(tmp_path / "a" / "y.DNG")  # the DNG writer insists on ".dng"
+    scene_dng(tmp_path / "a" / "y.dng", h=64, w=64, seed=4)  # same stem, other case (and x-2 must stay free)
+    scene_dng(tmp_path / "b" / "x-2.dng", h=64, w=64, seed=5)
+    out = tmp_path / "out"
+    assert run([tmp_path / "a", tmp_path / "b", "-o", out], weights) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["x-2_T.png", "x-3_T.png", "x_T.png", "y-2_T.png", "y_T.png"], names
+    printed = capsys.readouterr().out
+    assert "share the name x" in printed and "share the name y" in printed
+    images = [np.asarray(Image.open(out / n)) for n in names]
+    assert all(not np.array_equal(a, b) for i, a in enumerate(images) for b in images[i + 1:])  # five photos
+
+
+def test_existing_results_and_inputs_are_never_overwritten(tmp_path, weights, monkeypatch):
+    pytest.importorskip("pidng")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cam = scene_dng(folder / "p.dng", h=64, w=64, seed=1)
+    assert run([folder / "p.dng", "-o", folder], weights) == 0  # -o the input folder: allowed, nothing clashes
+    earlier = (folder / "p_T.png").read_bytes()
+    with monkeypatch.context() as m:
+        no_inference(m)
+        with pytest.raises(UserError, match=r"p_T\.png already exist\(s\) in .*pass --overwrite"):
+            run([folder / "p.dng", "-o", folder], weights)
+        assert (folder / "p_T.png").read_bytes() == earlier
+        (tmp_path / "file").write_text("x")
+        with pytest.raises(UserError, match=r"-o .*file is a file, not a folder"):
+            run([folder / "p.dng", "-o", tmp_path / "file"], weights)
+        with pytest.raises(UserError, match=r"p\.dng is given twice"):
+            run([folder / "p.dng", folder, "-o", tmp_path / "o2"], weights)
+        # an input where a result would go: refused even with --overwrite
+        save_jpeg(folder / "p_T.jpg", render_rgb(cam))
+        with pytest.raises(UserError, match=r"p_T\.jpg is an input of this run"):
+            run([folder / "p.dng", folder / "p_T.jpg", "-o", folder, "--format", "jpg", "--overwrite"], weights)
+        (tmp_path / "o3" / "p_T.png").mkdir(parents=True)
+        with pytest.raises(UserError, match=r"p_T\.png is a folder where this run would write"):
+            run([folder / "p.dng", "-o", tmp_path / "o3", "--overwrite"], weights)
+    assert run([folder / "p.dng", "-o", folder, "--overwrite"], weights) == 0  # asked for: replaced
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--tile", "100"], "--tile 100 must be 0 (whole image) or a positive multiple of 8"),
+    (["--tile", "-512"], "--tile -512"),
+    (["--tile", "64", "--tile_overlap", "40"], "--tile_overlap 40 is more than half of --tile 64"),
+    (["--tile_overlap", "-2"], "--tile_overlap -2 must be an even number"),
+    (["--quality", "0"], "--quality 0 is outside 1..100"),
+    (["--quality", "101"], "--quality 101 is outside 1..100"),
+])
+def test_flags_are_checked_at_parse_time(flags, needle):
+    with pytest.raises(UserError) as info:
+        remove_reflection.parse_args(["x.dng", "-o", "out", *flags])
+    assert needle in str(info.value)
+
+
+def test_full_disk_stops_the_run_with_one_line(tmp_path, weights, monkeypatch, capsys):
+    pytest.importorskip("pidng")
+    import errno
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    scene_dng(folder / "a.dng", h=64, w=64, seed=1)
+    scene_dng(folder / "b.dng", h=64, w=64, seed=2)
+    real_save = Image.Image.save
+
+    def full_disk(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(SystemExit) as info:
+        run_main_cli(remove_reflection.main, [str(folder), "-o", str(tmp_path / "out"), "--checkpoint", str(weights),
+                                              "--gpu_ids", "-1"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: cannot write {tmp_path / 'out' / 'a_T.png'}: No space left on device; free some space "
+                   "or write elsewhere"]  # one line; b.dng not attempted: it could not be written either
+    assert list((tmp_path / "out").iterdir()) == []  # no torn file, no temporary file
+
+
+def test_more_hostile_inputs(tmp_path, weights):
+    pytest.importorskip("pidng")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "photo.dng").mkdir()  # a folder named like a RAW file
+    (tmp_path / "zero.dng").write_bytes(b"")
+    cases = [
+        ([tmp_path / "empty"], "holds no camera RAW file"),
+        ([tmp_path / "zero.dng"], "zero.dng"),
+    ]
+    for inputs, needle in cases:
+        proc = subprocess.run([sys.executable, "remove_reflection.py", *map(str, inputs), "-o", str(tmp_path / "o"),
+                               "--checkpoint", str(weights), "--gpu_ids", "-1"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert "Traceback" not in proc.stderr and lines[-1].startswith("error: ") and needle in lines[-1], proc.stderr

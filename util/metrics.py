@@ -233,13 +233,25 @@ def json_safe(obj):
 
 
 def read_rgb_u8(path: Path) -> np.ndarray:
-    """Read an 8-bit RGB image file as (H, W, 3) uint8; :class:`UserError` for unreadable or non-RGB files."""
+    """Read an 8-bit RGB image file as (H, W, 3) uint8; :class:`UserError` for unreadable or non-RGB files, and for
+    decompression bombs (more pixels than Pillow's safety limit allows; between half and all of that limit, one
+    warning line naming the file and the image is read)."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode != "RGB":
-                raise UserError(f"{path}: image mode {image.mode}, expected 8-bit RGB as saved by test.py")
-            return np.asarray(image, dtype=np.uint8).copy()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                if image.mode != "RGB":
+                    raise UserError(f"{path}: image mode {image.mode}, expected 8-bit RGB as saved by test.py")
+                array = np.asarray(image, dtype=np.uint8).copy()
+        for warning in caught:
+            if issubclass(warning.category, Image.DecompressionBombWarning):
+                print(f"warning: {path}: {warning.message}", file=sys.stderr)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return array
+    except Image.DecompressionBombError as err:
+        raise UserError(f"{path}: {err} (a decompression bomb?); not read") from None
     except (OSError, UnidentifiedImageError) as err:
         raise UserError(f"{path}: cannot read image ({err}); replace or delete the file") from None
 
@@ -258,28 +270,46 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     return found
 
 
-def main(argv=None) -> None:
-    """CSV ``name,psnr,ssim,lpips`` on stdout for each REF_DIR image with a same-stem partner in OUT_DIR."""
+def main(argv=None) -> int:
+    """CSV ``name,psnr,ssim,lpips`` on stdout for each REF_DIR image with a same-stem partner in OUT_DIR.
+
+    Returns the exit status: 0 when every reference was scored, 1 when some were not (no partner, unreadable, other
+    size: one ``error:`` line each on stderr, the other pairs still scored). Nothing to score at all is a
+    :class:`UserError` (exit status 2).
+    """
     parser = argparse.ArgumentParser(description="PSNR / SSIM / LPIPS of OUT_DIR images against REF_DIR images.")
     parser.add_argument("ref_dir", type=Path, help="reference (ground-truth) images")
     parser.add_argument("out_dir", type=Path, help="images to score, matched to references by file stem")
     parser.add_argument("--device", default="cpu", help="torch device for LPIPS (default cpu)")
     args = parser.parse_args(argv)
     refs, outs = _images_by_stem(args.ref_dir), _images_by_stem(args.out_dir)
-    for stem in sorted(refs.keys() - outs.keys()):
-        print(f"warning: {refs[stem]} has no partner named {stem}.* in {args.out_dir}", file=sys.stderr)
+    problems = [f"{refs[stem]} has no partner named {stem}.* in {args.out_dir}" for stem in sorted(refs.keys() - outs)]
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
     paired = sorted(refs.keys() & outs.keys())
     if not paired:
         raise UserError(f"no image in {args.out_dir} shares a file stem with an image in {args.ref_dir}")
     lpips_model = LPIPS(args.device)
-    print("name,psnr,ssim,lpips")
+    print("name,psnr,ssim,lpips", flush=True)
+    scored = 0
     for stem in paired:
-        ref_u8, out_u8 = read_rgb_u8(refs[stem]), read_rgb_u8(outs[stem])
-        if ref_u8.shape != out_u8.shape:
-            raise UserError(f"{outs[stem]} is {out_u8.shape} but {refs[stem]} is {ref_u8.shape}: sizes must match")
+        try:
+            ref_u8, out_u8 = read_rgb_u8(refs[stem]), read_rgb_u8(outs[stem])
+            if ref_u8.shape != out_u8.shape:
+                raise UserError(f"{outs[stem]} is {out_u8.shape} but {refs[stem]} is {ref_u8.shape}: sizes must match")
+        except UserError as err:
+            problems.append(str(err))
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            continue
         values = compute_metrics(ref_u8, out_u8, lpips_model)
-        print(f"{refs[stem].name},{values['psnr']:.4f},{values['ssim']:.4f},{values['lpips']:.4f}")
+        print(f"{refs[stem].name},{values['psnr']:.4f},{values['ssim']:.4f},{values['lpips']:.4f}", flush=True)
+        scored += 1
+    if problems:
+        print(f"{scored} of {len(refs)} reference image(s) scored; {len(problems)} not (see the error lines above)",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(run_cli(main))

@@ -374,9 +374,7 @@ class Visualizer:
                                 with a(href=src):
                                     img(src=src, width=self.winsize, alt=name)
                                 p(name)
-        tmp = self.web_dir / "index.html.partial"
-        tmp.write_text(doc.render())
-        tmp.replace(self.web_dir / "index.html")
+        atomic_write_text(self.web_dir / "index.html", doc.render())
 
 
 def drop_losses_after(log_path, iteration) -> int:
