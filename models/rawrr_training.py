@@ -6,7 +6,7 @@ and, under ``torchrun``, ``DistributedDataParallel``. ``train.py`` runs the loop
 
 Generator loss (upstream's recipe; every weight is a flag)::
 
-    G = lambda_mse_T * MSE(T_rgb) + lambda_mse_R * MSE(R_rgb) + lambda_vgg * VGG(T_rgb)
+    G = lambda_mse_T * MSE(T_rgb) + lambda_mse_R * MSE(R_rgb) + lambda_vgg * VGG(T_rgb)     (MSE(T_rgb): --pixel_loss)
         + lambda_gan * LSGAN(D(T_rgb) -> real) + lambda_raw * (L1(T_raw) + L1(R_raw))
     D = (LSGAN(D(T_gt_rgb) -> real) + LSGAN(D(T_rgb) -> fake)) / 2
 
@@ -48,6 +48,8 @@ from util.backbones import VGG_KINDS, load_vgg_features
 from util.errors import UserError
 from util.precision import autocast, to_memory_format
 
+PIXEL_LOSSES = ("mse", "psnr")
+PSNR_LOSS_EPS = 1e-4  # keeps the weight of a near-perfect sample bounded (about 40 dB)
 TRAIN_STATE_FORMAT = 1  # version of the <label>_train_state.pth layout
 DISPLAY_KEYS = ("I_rgb", "T_rgb", "T_gt_rgb", "R_rgb", "R_gt_rgb", "I_raw", "T_raw", "T_gt_raw")
 LOSS_NAMES = ("G", "G_MSE_T", "G_MSE_R", "G_VGG", "G_GAN", "G_raw_T", "G_raw_R", "D", "D_real", "D_fake")
@@ -57,6 +59,9 @@ def add_training_options(parser):
     """Model flags of ``--model RAWRR`` when training: loss weights (upstream values), discriminator, VGG."""
     g = parser.add_argument_group("RAWRR losses and discriminator (upstream values as defaults)")
     add_flag_once(g, "--lambda_mse_T", type=float, default=1.0, help="weight of MSE(T_rgb)")
+    add_flag_once(g, "--pixel_loss", default="mse", choices=PIXEL_LOSSES,
+                  help="T_rgb pixel loss: mse (upstream) or psnr (each sample by its relative error: the gradient "
+                  "of mean PSNR, see models/rawrr_training.psnr_balanced_mean)")
     add_flag_once(g, "--lambda_mse_R", type=float, default=1.0, help="weight of MSE(R_rgb)")
     add_flag_once(g, "--lambda_vgg", type=float, default=1.0,
                   help="weight of the VGG perceptual L1 on T_rgb (relu1_1 / 2.6 + relu2_1 / 4.8)")
@@ -110,6 +115,20 @@ def masked_mean(errors: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor
         return per_sample.mean()
     weights = keep.to(per_sample.dtype)
     return (per_sample * weights).sum() / weights.sum().clamp(min=1)
+
+
+def psnr_balanced_mean(errors: torch.Tensor, eps: float = PSNR_LOSS_EPS) -> torch.Tensor:
+    """``--pixel_loss psnr``: the mean of per-sample errors ``errors`` (B, ...), each sample weighted by
+    ``(mean_j e_j + eps) / (e_i + eps)`` (``e_i`` its mean error; weights detached).
+
+    Its value is the batch's mean error (so logs and loss weights read as for MSE), its gradient that of the mean
+    per-sample log error (i.e. of mean PSNR, as NAFNet's PSNR loss) times the batch's mean error: every sample counts
+    by its relative error, so a few samples far off (a real pair whose ground truth was shot at another exposure)
+    cannot dominate as they do under MSE, whose optimum over such pairs is a global brightness change.
+    """
+    per_sample = errors.flatten(1).mean(1)
+    weights = ((per_sample.mean() + eps) / (per_sample + eps)).detach()
+    return (weights * per_sample).mean()
 
 
 def _as_tuple(x):
@@ -193,7 +212,8 @@ class RAWRRTrainer:
         T_rgb_f = T_rgb.float()
         has_R = x.get("has_R")
         terms = {
-            "G_MSE_T": F.mse_loss(T_rgb_f, x["T_rgb"]),
+            "G_MSE_T": (F.mse_loss(T_rgb_f, x["T_rgb"]) if opt.pixel_loss == "mse"
+                        else psnr_balanced_mean(F.mse_loss(T_rgb_f, x["T_rgb"], reduction="none"))),
             "G_MSE_R": masked_mean(F.mse_loss(R_rgb.float(), x["R_rgb"], reduction="none"), has_R),
             "G_raw_T": F.l1_loss(T_raw.float(), x["T_raw"]),
             "G_raw_R": masked_mean(F.l1_loss(R_raw.float(), x["R_raw"], reduction="none"), has_R),

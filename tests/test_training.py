@@ -195,6 +195,22 @@ def test_r_losses_are_masked_per_sample(setup, tmp_path):
     assert all(p.grad is not None for p in trainer.netG.parameters())
 
 
+def test_psnr_pixel_loss_weighs_samples_by_relative_error():
+    from models.rawrr_training import PSNR_LOSS_EPS, psnr_balanced_mean
+
+    errors = torch.tensor([[0.001, 0.003], [0.05, 0.07]], requires_grad=True)  # per-element errors of 2 samples
+    loss = psnr_balanced_mean(errors)
+    assert loss.item() == pytest.approx(errors.mean().item(), rel=1e-3)  # reads as the mean error
+    loss.backward()
+    per_sample = errors.detach().mean(1)
+    # the gradient of mean_i log(e_i + eps), scaled by the batch's mean error: sample 0 (20x smaller error) gets a
+    # 20x larger gradient per element, where MSE would give both the same
+    expected = (per_sample.mean() + PSNR_LOSS_EPS) / (per_sample + PSNR_LOSS_EPS) / errors.numel()
+    torch.testing.assert_close(errors.grad, expected[:, None].expand(2, 2), rtol=1e-5, atol=0)
+    ratio = (0.06 + PSNR_LOSS_EPS) / (0.002 + PSNR_LOSS_EPS)
+    assert (errors.grad[0, 0] / errors.grad[1, 0]).item() == pytest.approx(ratio, rel=1e-4)
+
+
 def test_pairs_only_real_folder_trains(setup, tmp_path):
     """A real folder of I/T pairs only (no RAW, no R), as Zhang et al.'s blended/transmission, trains: RAW from
     the inverse ISP, R losses off for those samples."""
