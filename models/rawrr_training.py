@@ -121,7 +121,7 @@ def psnr_balanced_mean(errors: torch.Tensor, eps: float = PSNR_LOSS_EPS) -> torc
     """``--pixel_loss psnr``: the mean of per-sample errors ``errors`` (B, ...), each sample weighted by
     ``(mean_j e_j + eps) / (e_i + eps)`` (``e_i`` its mean error; weights detached).
 
-    Its value is the batch's mean error (so logs and loss weights read as for MSE), its gradient that of the mean
+    Its value is about the batch's mean error (so logs and loss weights read as for MSE), its gradient that of the mean
     per-sample log error (i.e. of mean PSNR, as NAFNet's PSNR loss) times the batch's mean error: every sample counts
     by its relative error, so a few samples far off (a real pair whose ground truth was shot at another exposure)
     cannot dominate as they do under MSE, whose optimum over such pairs is a global brightness change.
