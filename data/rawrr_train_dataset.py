@@ -200,6 +200,14 @@ class RawrrTrainDataset(Dataset):
         )
         _add_option(
             parser,
+            "--pseudo_raw_ratio",
+            type=float,
+            default=0.0,
+            help="probability that a synthetic sample's RAW (input and targets) is replaced by the RAW made back "
+            "from its RGB by the fixed inverse ISP (data/pseudo_raw.py), as for photos without a RAW file",
+        )
+        _add_option(
+            parser,
             "--holdout_every",
             type=int,
             default=0,
@@ -255,6 +263,9 @@ class RawrrTrainDataset(Dataset):
             raise UserError(f"--samples_per_epoch {self.length} must be positive")
         self.seed = int(getattr(opt, "seed", DEFAULT_SEED))
         self.physical_config = physical_config_from(opt)
+        self.pseudo_raw_ratio = float(getattr(opt, "pseudo_raw_ratio", 0.0) or 0.0)
+        if not 0.0 <= self.pseudo_raw_ratio <= 1.0:
+            raise UserError(f"--pseudo_raw_ratio {self.pseudo_raw_ratio} must lie in [0, 1]")
         self.holdout_every = int(getattr(opt, "holdout_every", 0) or 0)
         if self.holdout_every < 0:
             raise UserError(f"--holdout_every {self.holdout_every} must be 0 (no hold-out) or positive")
@@ -483,6 +494,11 @@ class RawrrTrainDataset(Dataset):
             out = synthesize(self.syn_model, T, R, rng, config=self.physical_config)
             out["source"] = f"syn:{t_name}|{r_name}"
         item = {key: out[key].contiguous() for key in ("I_rgb", "T_rgb", "R_rgb", "I_raw", "T_raw", "R_raw")}
+        if self.pseudo_raw_ratio > 0 and rng.random() < self.pseudo_raw_ratio:
+            # what a photo without its RAW file gives the network: the RAW made back from the RGB
+            for role in ROLES:
+                item[f"{role}_raw"] = pseudo_packed_raw(item[f"{role}_rgb"]).contiguous()
+            out["source"] += "|pseudo_raw"
         item["is_real"] = torch.tensor(False)
         item["has_R"] = torch.tensor(True)
         item["source"] = out["source"]

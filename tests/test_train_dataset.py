@@ -343,3 +343,22 @@ def test_real_dataroot_layouts_holdout_and_errors(tmp_path):
         RawrrTrainDataset(opt_for(tmp_path / "photos", real_dataroot=[str(tmp_path / "partial")]))
     with pytest.raises(UserError, match="--holdout_every -1"):
         RawrrTrainDataset(opt_for(tmp_path / "photos", holdout_every=-1))
+
+
+def test_pseudo_raw_ratio_gives_synthetic_samples_the_raw_of_an_rgb_only_photo(tmp_path):
+    from data.pseudo_raw import pseudo_packed_raw
+
+    make_photos(tmp_path / "photos", n=4, size=(24, 28))
+    plain = RawrrTrainDataset(opt_for(tmp_path / "photos", real_ratio=0.0))
+    pseudo = RawrrTrainDataset(opt_for(tmp_path / "photos", real_ratio=0.0, pseudo_raw_ratio=1.0))
+    for index in range(6):
+        a, b = plain[index], pseudo[index]
+        assert torch.equal(a["I_rgb"], b["I_rgb"]) and b["source"].endswith("|pseudo_raw")
+        for role in ("I", "T", "R"):
+            torch.testing.assert_close(b[f"{role}_raw"], pseudo_packed_raw(b[f"{role}_rgb"]), atol=0, rtol=0)
+        assert not torch.equal(a["I_raw"], b["I_raw"])  # the physical model's RAW comes from a random camera
+    half = RawrrTrainDataset(opt_for(tmp_path / "photos", real_ratio=0.0, pseudo_raw_ratio=0.5, samples_per_epoch=40))
+    tagged = sum(half[i]["source"].endswith("|pseudo_raw") for i in range(40))
+    assert 8 <= tagged <= 32
+    with pytest.raises(UserError, match="--pseudo_raw_ratio 1.5"):
+        RawrrTrainDataset(opt_for(tmp_path / "photos", pseudo_raw_ratio=1.5))
