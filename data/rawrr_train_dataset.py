@@ -200,6 +200,14 @@ class RawrrTrainDataset(Dataset):
         )
         _add_option(
             parser,
+            "--upstream_ratio",
+            type=float,
+            default=0.0,
+            help="--syn_model physical: probability that a synthetic sample is mixed with upstream's model "
+            "(Zhang et al. 2018's x^2.2 mixing, as in the authors' code) on the same random crops instead",
+        )
+        _add_option(
+            parser,
             "--pseudo_raw_ratio",
             type=float,
             default=0.0,
@@ -263,6 +271,9 @@ class RawrrTrainDataset(Dataset):
             raise UserError(f"--samples_per_epoch {self.length} must be positive")
         self.seed = int(getattr(opt, "seed", DEFAULT_SEED))
         self.physical_config = physical_config_from(opt)
+        self.upstream_ratio = float(getattr(opt, "upstream_ratio", 0.0) or 0.0)
+        if not 0.0 <= self.upstream_ratio <= 1.0:
+            raise UserError(f"--upstream_ratio {self.upstream_ratio} must lie in [0, 1]")
         self.pseudo_raw_ratio = float(getattr(opt, "pseudo_raw_ratio", 0.0) or 0.0)
         if not 0.0 <= self.pseudo_raw_ratio <= 1.0:
             raise UserError(f"--pseudo_raw_ratio {self.pseudo_raw_ratio} must lie in [0, 1]")
@@ -477,22 +488,27 @@ class RawrrTrainDataset(Dataset):
         return _to_tensor(view)
 
     def _synthetic_sample(self, rng: np.random.Generator) -> dict:
+        model = self.syn_model
+        if self.upstream_ratio > 0 and model != "upstream" and rng.random() < self.upstream_ratio:
+            model = "upstream_view"  # upstream's mixing on this sample's random windows
         out = None
         for _ in range(MAX_RESAMPLES):
             (t_name, t_img), (r_name, r_img) = self._pick_photos(rng)
-            if self.syn_model == "upstream":
+            if model == "upstream":
                 T, R = _to_tensor(t_img), _to_tensor(r_img)
-                if upstream_source_skip(T, R):
-                    continue
             else:
                 T, R = self._random_view(t_img, rng), self._random_view(r_img, rng)
-            out = synthesize(self.syn_model, T, R, rng, config=self.physical_config)
+            if model != "physical" and upstream_source_skip(T, R):
+                continue
+            out = synthesize(model.replace("_view", ""), T, R, rng, config=self.physical_config)
             out["source"] = f"syn:{t_name}|{r_name}"
             if not should_resample(out["T_rgb"], out["R_rgb"], out["I_rgb"]):
                 break
         if out is None:  # every draw failed the source rule: keep the last pair anyway
-            out = synthesize(self.syn_model, T, R, rng, config=self.physical_config)
+            out = synthesize(model.replace("_view", ""), T, R, rng, config=self.physical_config)
             out["source"] = f"syn:{t_name}|{r_name}"
+        if model == "upstream_view":
+            out["source"] += "|upstream"
         item = {key: out[key].contiguous() for key in ("I_rgb", "T_rgb", "R_rgb", "I_raw", "T_raw", "R_raw")}
         if self.pseudo_raw_ratio > 0 and rng.random() < self.pseudo_raw_ratio:
             # what a photo without its RAW file gives the network: the RAW made back from the RGB

@@ -11,12 +11,14 @@ Three sets, none of which a run with the same ``--holdout_every`` trains on:
 * ``real_zhang_heldout``: the real pairs of Zhang et al. 2018 (``blended``/``transmission``) whose stem
   :func:`data.splits.is_held_out` picks (about one in ``--holdout_every``); train.py leaves exactly these out.
 * ``real_location_aware``: every pair of the location-aware SIRR set (``blend``/``transmission``), never trained on.
-* ``syn_upstream_heldout``: ``--num_synthetic`` triplets made with *upstream's* mixing (x^2.2, Gaussian blur,
-  over-exposure correction, vignette: :func:`util.synthesis.synthesize_upstream`), which is not the physical model
-  that training uses by default, from held-out photos only (``--photos``, paths relative to it, so use the same
-  folder as train.py's ``--dataroot``). T and R come from two different photos, each cover-scaled (Lanczos) and
-  cropped to ``--size``; the vignette keeps upstream's proportions at that size; upstream's skip rules redraw
-  the pair. Nothing is chosen to match any evaluation set: the mixing parameters are upstream's.
+* ``syn_upstream_heldout``: ``--num_synthetic`` triplets made with *upstream's* mixing (Zhang et al. 2018's
+  x^2.2, Gaussian blur, over-exposure correction, vignette: :func:`util.synthesis.synthesize_upstream`) from
+  held-out photos only (``--photos``, paths relative to it, so use the same folder as train.py's ``--dataroot``).
+  T and R come from two different photos, each cover-scaled (Lanczos) and cropped to ``--size``; the vignette
+  keeps upstream's proportions at that size; upstream's skip rules redraw the pair. The mixing parameters are
+  upstream's.
+* ``syn_linear_heldout``: the same photos and crops mixed by plain linear addition
+  (:func:`util.synthesis.synthesize_linear`), a model that no training option uses.
 
 The real sets have no RAW: it is made by the fixed neutral inverse ISP of :mod:`data.pseudo_raw` (RGGB mosaic,
 default camera profile), so on them CR3Net's RAW branch sees nothing the RGB does not show. The synthetic set's
@@ -47,7 +49,8 @@ DEFAULT_OUT = "datasets/val"
 DEFAULT_NUM_SYNTHETIC = 24
 DEFAULT_SIZE = (448, 640)  # (H, W), landscape; upstream's official test resize keeps it
 DEFAULT_SEED = 0
-SETS = ("real_zhang_heldout", "real_location_aware", "syn_upstream_heldout")
+SETS = ("real_zhang_heldout", "real_location_aware", "syn_upstream_heldout", "syn_linear_heldout")
+SYNTHETIC_MODELS = {"syn_upstream_heldout": "upstream", "syn_linear_heldout": "linear"}
 MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 MAX_DRAWS = 50  # pair redraws under upstream's skip rules before the last draw is kept
@@ -107,8 +110,9 @@ def build_requests(args) -> dict[str, dict]:
         if len(held) < 2:
             raise UserError(f"--photos {root} has {len(held)} held-out photo(s) under --holdout_every "
                             f"{args.holdout_every}; the synthetic set needs at least 2")
-        requests["syn_upstream_heldout"] = {**base, "source": str(root), "photos": held, "num": args.num_synthetic,
-                                            "size_hw": list(args.size), "seed": args.seed, "model": "upstream"}
+        for name, model in SYNTHETIC_MODELS.items():
+            requests[name] = {**base, "source": str(root), "photos": held, "num": args.num_synthetic,
+                              "size_hw": list(args.size), "seed": args.seed, "model": model}
     return requests
 
 
@@ -168,6 +172,7 @@ def _write_synthetic(folder: Path, request: dict) -> list[dict]:
         raw_to_counts,
         scaled_vignette_size,
         should_resample,
+        synthesize_linear,
         synthesize_upstream,
         upstream_source_skip,
     )
@@ -198,7 +203,10 @@ def _write_synthetic(folder: Path, request: dict) -> list[dict]:
             R = as_tensor(_fit(photo(r_name), size, rng))
             if upstream_source_skip(T, R):
                 continue
-            sample = synthesize_upstream(T, R, rng, vignette_size=vignette)
+            if request["model"] == "upstream":
+                sample = synthesize_upstream(T, R, rng, vignette_size=vignette)
+            else:
+                sample = synthesize_linear(T, R, rng)
             if not should_resample(sample["T_rgb"], sample["R_rgb"], sample["I_rgb"]):
                 break
         stem = f"{index:02d}"

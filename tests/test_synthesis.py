@@ -178,3 +178,18 @@ def test_skip_rules_and_input_checks():
         synthesize_physical(torch.rand(3, 5, 6), torch.rand(3, 5, 6), np.random.default_rng(0))
     with pytest.raises(ValueError, match="same size"):
         synthesize_physical(torch.rand(3, 4, 6), torch.rand(3, 6, 6), np.random.default_rng(0))
+
+
+def test_linear_model_adds_a_blurred_reflection_in_linear_light():
+    from util.synthesis import LINEAR_WEIGHT_RANGE, pack_linear, synthesize, synthesize_linear
+
+    gen = torch.Generator().manual_seed(3)
+    T, R = torch.rand(3, 16, 20, generator=gen), torch.rand(3, 16, 20, generator=gen)
+    out = synthesize_linear(T, R, np.random.default_rng(0))
+    assert torch.equal(out["T_rgb"], T)
+    assert bool((out["I_rgb"] >= T - 1e-6).all())  # a reflection only adds light
+    w = out["params"]["weight"]
+    assert LINEAR_WEIGHT_RANGE[0] <= w <= LINEAR_WEIGHT_RANGE[1]
+    torch.testing.assert_close(out["I_raw"], pack_linear(out["I_rgb"] ** 2.2), atol=1e-5, rtol=0)
+    again = synthesize("linear", T, R, np.random.default_rng(0))
+    assert torch.equal(again["I_rgb"], out["I_rgb"])

@@ -362,3 +362,19 @@ def test_pseudo_raw_ratio_gives_synthetic_samples_the_raw_of_an_rgb_only_photo(t
     assert 8 <= tagged <= 32
     with pytest.raises(UserError, match="--pseudo_raw_ratio 1.5"):
         RawrrTrainDataset(opt_for(tmp_path / "photos", pseudo_raw_ratio=1.5))
+
+
+def test_upstream_ratio_mixes_upstream_synthesis_per_sample(tmp_path):
+    make_photos(tmp_path / "photos", n=4, size=(24, 28))
+    ds = RawrrTrainDataset(opt_for(tmp_path / "photos", real_ratio=0.0, upstream_ratio=0.5, samples_per_epoch=40))
+    tagged = [ds[i]["source"].endswith("|upstream") for i in range(40)]
+    assert 8 <= sum(tagged) <= 32
+    item = ds[tagged.index(True)]
+    # upstream's model: RAW = RGGB mosaic of the linear (x^2.2) mix, no camera, so R and B sit at the RGB's places
+    lin = item["T_rgb"] ** 2.2
+    torch.testing.assert_close(item["T_raw"][0], lin[0, ::2, ::2], atol=1e-5, rtol=0)
+    torch.testing.assert_close(item["T_raw"][3], lin[2, 1::2, 1::2], atol=1e-5, rtol=0)
+    plain = RawrrTrainDataset(opt_for(tmp_path / "photos", real_ratio=0.0, samples_per_epoch=40))
+    assert not any(plain[i]["source"].endswith("|upstream") for i in range(10))
+    with pytest.raises(UserError, match="--upstream_ratio -0.1"):
+        RawrrTrainDataset(opt_for(tmp_path / "photos", upstream_ratio=-0.1))

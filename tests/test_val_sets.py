@@ -76,13 +76,16 @@ def test_sets_hold_out_exactly_what_training_leaves_out(sources, tmp_path, capsy
     assert all(it["T_source"] != it["R_source"] for it in manifest["items"])
     syn = RawrrDataset(Namespace(dataroot=str(made["syn_upstream_heldout"]), phase="test", eval_resize="none"))
     assert len(syn) == 3 and set(syn.roles) == {"I", "T", "R"} and syn[0]["I_rgb"].shape == (3, 32, 48)
+    linear = json.loads((made["syn_linear_heldout"] / "manifest.json").read_text())
+    assert linear["request"]["model"] == "linear" and all(is_held_out(it["T_source"], 4) for it in linear["items"])
+    assert set(linear["items"][0]["params"]) == {"weight", "sigma"}
     la = RawrrDataset(Namespace(dataroot=str(made["real_location_aware"]), phase="test", eval_resize="none"))
     assert len(la) == 2 and la[0]["I_rgb"].shape == (3, 40, 60)
     # deterministic and idempotent: a second run changes nothing
     before = {p: p.read_bytes() for p in (tmp_path / "val").rglob("*") if p.is_file()}
     capsys.readouterr()
     build(sources, tmp_path / "val")
-    assert capsys.readouterr().out.count("is up to date") == 3
+    assert capsys.readouterr().out.count("is up to date") == len(make_val_sets.SETS)
     build(sources, tmp_path / "again")
     for path, data in before.items():
         assert (tmp_path / "again" / path.relative_to(tmp_path / "val")).read_bytes() == data, path

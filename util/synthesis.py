@@ -452,6 +452,38 @@ def params_to_json(params: dict) -> dict:
     return convert(params)
 
 
+LINEAR_WEIGHT_RANGE = (0.2, 0.8)  # synthesize_linear: weight of the reflection added in linear light
+LINEAR_SIGMA_RANGE = (0.0, 4.0)  # synthesize_linear: Gaussian blur of the reflection, pixels
+
+
+def synthesize_linear(T_srgb, R_srgb, rng: np.random.Generator) -> dict:
+    """Plain linear mixing, the simplest model of the field (no vignette, no over-exposure correction, no camera):
+    ``I = clip(T^2.2 + w * blur(R^2.2), 0, 1)^(1/2.2)`` with ``w`` uniform in :data:`LINEAR_WEIGHT_RANGE` and the
+    blur's sigma uniform in :data:`LINEAR_SIGMA_RANGE`. Targets: ``T_rgb`` = ``T_srgb``, ``R_rgb`` = the added
+    reflection ``(w * blur(R^2.2))^(1/2.2)``; RAW = packed RGGB mosaics of the linear images (as upstream's).
+    ``params``: ``weight``, ``sigma``. Used for a validation set that no training run uses (scripts/make_val_sets.py).
+    """
+    T = _as_image(T_srgb, "T_srgb")
+    R = _as_image(R_srgb, "R_srgb")
+    if T.shape != R.shape:
+        raise ValueError(f"T and R must have the same size, got {tuple(T.shape)} and {tuple(R.shape)}")
+    weight = float(rng.uniform(*LINEAR_WEIGHT_RANGE))
+    sigma = float(rng.uniform(*LINEAR_SIGMA_RANGE))
+    t = T.clamp(0, 1) ** UPSTREAM_GAMMA
+    r = weight * gaussian_blur(R.clamp(0, 1) ** UPSTREAM_GAMMA, sigma)
+    mix = (t + r).clamp(0, 1)
+    inv = 1 / UPSTREAM_GAMMA
+    return {
+        "I_rgb": mix**inv,
+        "T_rgb": T.clone(),
+        "R_rgb": r.clamp(0, 1) ** inv,
+        "I_raw": pack_linear(mix),
+        "T_raw": pack_linear(t),
+        "R_raw": pack_linear(r.clamp(0, 1)),
+        "params": {"weight": weight, "sigma": sigma},
+    }
+
+
 def synthesize(
     model: str,
     T_srgb,
@@ -460,10 +492,12 @@ def synthesize(
     profile: CameraProfile = DEFAULT_PROFILE,
     config: PhysicalConfig | None = None,
 ) -> dict:
-    """Dispatch to :func:`synthesize_physical` (``profile``, ``config``) or :func:`synthesize_upstream` by ``model``
-    (one of :data:`SYN_MODELS`)."""
+    """Dispatch to :func:`synthesize_physical` (``profile``, ``config``), :func:`synthesize_upstream` or
+    :func:`synthesize_linear` by ``model`` (one of :data:`SYN_MODELS`, or ``"linear"``)."""
     if model == "physical":
         return synthesize_physical(T_srgb, R_srgb, rng, profile, config)
     if model == "upstream":
         return synthesize_upstream(T_srgb, R_srgb, rng)
+    if model == "linear":
+        return synthesize_linear(T_srgb, R_srgb, rng)
     raise ValueError(f"unknown synthesis model {model!r}; expected one of {', '.join(SYN_MODELS)}")
