@@ -55,6 +55,11 @@ FLIP_MIRROR_COLUMNS, FLIP_MIRROR_ROWS, FLIP_TRANSPOSE = 1, 2, 4
 # (2.222, 4.5) is the BT.709 curve instead.
 SRGB_GAMMA_LIBRAW = (2.4, 12.92)
 RENDER_BITS = 8
+# LibRaw's default (0.75) replaces the white level by the photo's own maximum where that exceeds 75 % of it: a
+# brightening that depends on the content (a photo whose brightest pixel is at 90 % of white renders 11 % brighter,
+# a darker one not). 0 = always the file's white level, so that a rendering is a fixed function of the sensor values
+# and the metadata: the reflection-free DNG (remove_reflection.py --raw_out) then renders like the T it came from.
+ADJUST_MAXIMUM_THR = 0.0
 
 # JPEG partner matching.
 JPEG_MAX_ASPECT_DIFF = 0.02  # aspect ratios (W/H) of JPEG and RAW may differ by at most 2 %
@@ -262,7 +267,8 @@ def render_rgb(source, demosaic_algorithm: rawpy.DemosaicAlgorithm | None = None
     """Render a camera RAW file with LibRaw: (H, W, 3) uint8 sRGB, pixel-aligned with :attr:`CameraRaw.mosaic`.
 
     ``source``: a path or a :class:`CameraRaw` (its file is decoded again). Camera (as-shot) white balance, LibRaw's
-    colour matrix to sRGB primaries, the sRGB transfer curve, no automatic brightening, highlights clipped, full
+    colour matrix to sRGB primaries, the sRGB transfer curve, no automatic brightening (neither LibRaw's histogram
+    brightening nor its raising of the white level to the photo's maximum), highlights clipped, full
     resolution (never half-size), ``demosaic_algorithm`` (default LibRaw's AHD). No orientation is applied
     (``user_flip=0``): the result is in sensor orientation, cropped like the mosaic, so pixel (y, x) of the result
     and of the mosaic see the same scene point; rotate results for viewing with :func:`apply_orientation`.
@@ -288,6 +294,7 @@ def render_rgb(source, demosaic_algorithm: rawpy.DemosaicAlgorithm | None = None
                 output_bps=RENDER_BITS,
                 gamma=SRGB_GAMMA_LIBRAW,
                 user_flip=0,
+                adjust_maximum_thr=ADJUST_MAXIMUM_THR,
             )
         except (rawpy.LibRawError, OSError) as err:
             raise UserError(f"cannot render camera RAW {path}: {err}") from err
