@@ -35,3 +35,14 @@ def separate(net, I_rgb, I_raw, precision: str = "fp32", channels_last: bool = T
     out = {"T_rgb": T_rgb[..., :h, :w], "R_rgb": R_rgb[..., :h, :w],
            "T_raw": T_raw[..., : h // 2, : w // 2], "R_raw": R_raw[..., : h // 2, : w // 2]}
     return {k: v.float().clamp(0, 1).contiguous() for k, v in out.items()}
+
+
+class IdentityNet(torch.nn.Module):
+    """The network that removes nothing: T = I and R = 0 in both domains, with CR3Net's forward signature.
+
+    The "do nothing" reference where an output must reproduce its input exactly: the DNG of
+    ``remove_reflection.py --raw_out`` then holds the photo's own mosaic (tests, ``scripts/measure_dng_modes.py``).
+    """
+
+    def forward(self, I_rgb, I_raw):
+        return (torch.zeros_like(I_rgb), I_rgb), (torch.zeros_like(I_raw), I_raw)

@@ -101,6 +101,11 @@ def _pidng():
     return core, dng
 
 
+def check_dng_writer() -> None:
+    """Raise the one-line ``UserError`` of a missing pidng now (before any inference), not at the first DNG."""
+    _pidng()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Reading the source's metadata
 # ----------------------------------------------------------------------------------------------------------------

@@ -345,6 +345,22 @@ def invert_gains(x, red_gain: float, blue_gain: float, rgb_gain: float = 1.0):
     return x * safe
 
 
+def srgb_to_camera(srgb, ccm_cam_to_srgb, wb_gains):
+    """Take an sRGB image back through a camera photo's own rendering: sRGB (..., 3, H, W) in [0, 1] -> linear camera
+    RGB (..., 3, H, W) relative to the white level, before white balance.
+
+    The inverse of a LibRaw-style rendering without tone curve (:func:`data.camera_raw.render_rgb`): the sRGB curve
+    decoded, ``ccm_cam_to_srgb`` (camera RGB, white balanced -> linear sRGB, (3, 3)) inverted, the white balance
+    ``wb_gains`` ([R, G, B]) divided out after normalising it to a smallest gain of 1, as LibRaw applies it. Exact for
+    values the rendering did not clip; not clipped itself (colours outside the camera's gamut come back negative).
+    """
+    gains = np.asarray(wb_gains, dtype=np.float64)
+    if gains.shape != (3,) or not np.all(gains > 0):
+        raise ValueError(f"white-balance gains must be 3 positive numbers [R, G, B], got {wb_gains}")
+    camera = apply_ccm(srgb_decode(srgb), np.linalg.inv(np.asarray(ccm_cam_to_srgb, dtype=np.float64)))
+    return camera / _channel_vector(gains / gains.min(), camera, 3)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # A small invertible ISP
 # ----------------------------------------------------------------------------------------------------------------
