@@ -180,6 +180,19 @@ def write_raw_mosaic(path, mosaic_u16: np.ndarray) -> None:
         raise ValueError(f"write_raw_mosaic: unsupported extension {path.suffix!r}; use .png, .tif or .tiff")
 
 
+def write_rgb16(path, rgb_u16: np.ndarray) -> None:
+    """Write a ``np.uint16`` (H, W, 3) image as a 16-bit RGB TIFF (deflate with horizontal prediction: lossless).
+
+    Written whole or not at all, like :func:`write_rgb`.
+    """
+    rgb_u16 = np.asarray(rgb_u16)
+    if rgb_u16.dtype != np.uint16 or rgb_u16.ndim != 3 or rgb_u16.shape[-1] != 3:
+        raise ValueError(f"write_rgb16 needs a uint16 (H, W, 3) array, got {rgb_u16.dtype} {rgb_u16.shape}")
+    image = np.ascontiguousarray(rgb_u16)
+    atomic_write(Path(path), lambda tmp: tifffile.imwrite(tmp, image, photometric="rgb", compression="zlib",
+                                                           predictor=True, metadata=None))
+
+
 def write_rgb(path, rgb_u8: np.ndarray, **save_options) -> None:
     """Write a ``np.uint8`` (H, W, 3) image; format from the extension (parent folders created).
 

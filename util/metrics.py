@@ -22,6 +22,7 @@ from util.backbones import load_alexnet_features
 from util.errors import UserError, run_cli
 
 DATA_RANGE_U8 = 255  # metrics see 8-bit images; the data range is fixed, never inferred from the data
+UINT16_LEVELS = 65535  # the top code of 16-bit result files (to_uint16)
 LPIPS_NET = "alex"
 LPIPS_VERSION = "0.1"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -42,12 +43,8 @@ METRIC_CONVENTION = {
 }
 
 
-def to_uint8(image) -> np.ndarray:
-    """Quantise a float image to (H, W, 3) uint8 exactly as the repository saves it.
-
-    ``image``: torch float tensor (3, H, W) or (1, 3, H, W), or numpy float array (H, W, 3); sRGB in [0, 1]
-    (values outside are clamped). Quantisation: ``x.clamp(0, 1).mul(255).round().byte()``.
-    """
+def _float_chw(image) -> torch.Tensor:
+    """A float image as a CPU tensor (3, H, W): torch (3, H, W) or (1, 3, H, W), or numpy (H, W, 3)."""
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected a numpy (H, W, 3) image, got shape {image.shape}")
@@ -60,8 +57,27 @@ def to_uint8(image) -> np.ndarray:
         raise TypeError(f"expected a torch.Tensor or numpy.ndarray, got {type(image).__name__}")
     if not tensor.is_floating_point():
         raise ValueError(f"expected a float image in [0, 1], got dtype {tensor.dtype}")
-    quantised = tensor.detach().cpu().clamp(0, 1).mul(255).round().byte()
+    return tensor.detach().cpu()
+
+
+def to_uint8(image) -> np.ndarray:
+    """Quantise a float image to (H, W, 3) uint8 exactly as the repository saves it.
+
+    ``image``: torch float tensor (3, H, W) or (1, 3, H, W), or numpy float array (H, W, 3); sRGB in [0, 1]
+    (values outside are clamped). Quantisation: ``x.clamp(0, 1).mul(255).round().byte()``.
+    """
+    quantised = _float_chw(image).clamp(0, 1).mul(255).round().byte()
     return quantised.permute(1, 2, 0).contiguous().numpy()
+
+
+def to_uint16(image) -> np.ndarray:
+    """Quantise a float image to (H, W, 3) uint16 for 16-bit files (``remove_reflection.py --format tiff16``).
+
+    Same inputs as :func:`to_uint8`; quantisation ``x.clamp(0, 1).mul(65535).round()`` in float64, so an 8-bit value
+    v / 255 becomes exactly v * 257.
+    """
+    quantised = _float_chw(image).double().clamp(0, 1).mul(UINT16_LEVELS).round().to(torch.int32)
+    return quantised.permute(1, 2, 0).contiguous().numpy().astype(np.uint16)
 
 
 def _check_pair(ref_u8: np.ndarray, out_u8: np.ndarray) -> None:
