@@ -1,13 +1,17 @@
-"""The HTML page of an evaluation: each image's input, predictions and ground truth side by side, with metrics."""
+"""HTML pages: an evaluation's (each image's input, predictions and ground truth side by side, with metrics) and the
+before/after page of your own photos (``remove_reflection.py --page``)."""
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from urllib.parse import quote
 
 import dominate
+import numpy as np
 from dominate import tags
+from PIL import Image
 
 from util.files import atomic_write_text
 
@@ -66,4 +70,75 @@ def write_report(path: Path, title: str, rows: list[dict], means: dict, header_l
                                 text += (f" | {_fmt(row[f'{key}_psnr'], 2)} dB, SSIM {_fmt(row[f'{key}_ssim'], 4)}"
                                          f", LPIPS {_fmt(row.get(f'{key}_lpips'), 4)}")
                             tags.span(text)
+    atomic_write_text(path, doc.render())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Before / after page of remove_reflection.py --page
+# ----------------------------------------------------------------------------------------------------------------
+
+PREVIEW_REDUCING_GAP = 3.0  # Pillow: shrink by whole factors first, then Lanczos over the last factor of 3 (fast)
+
+
+def file_url(target, page_dir) -> str:
+    """URL of the file ``target`` on a page in the folder ``page_dir``: the relative path, percent-encoded part by
+    part (``#``, ``%``, ``?`` and spaces still reach the file), or a ``file://`` URI where there is no relative path
+    (another drive)."""
+    target = Path(target).resolve()
+    try:
+        relative = os.path.relpath(target, Path(page_dir).resolve())
+    except ValueError:
+        return target.as_uri()
+    return "/".join(quote(part, safe="") for part in Path(relative).parts)
+
+
+def make_preview(rgb_u8: np.ndarray, long_side: int) -> np.ndarray:
+    """``rgb_u8`` ((H, W, 3) uint8) shrunk (Lanczos) to a long side of ``long_side`` pixels; a smaller one as it is."""
+    h, w = rgb_u8.shape[:2]
+    if max(h, w) <= long_side:
+        return rgb_u8
+    scale = long_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    image = Image.fromarray(np.ascontiguousarray(rgb_u8))
+    return np.asarray(image.resize(size, Image.Resampling.LANCZOS, reducing_gap=PREVIEW_REDUCING_GAP))
+
+
+def write_before_after(path, title: str, rows: list[dict], header_lines: list[str], failures=()) -> None:
+    """Write the before/after page ``path`` (``index.html``) of ``remove_reflection.py --page``.
+
+    ``rows``: one per photo, ``{"title": str, "cells": [(label, preview, full), ...], "links": [(label, file), ...]}``
+    with file paths: each preview is shown side by side and links to its full file (the input photo, the result);
+    ``links`` are further files of the photo (its DNG). ``failures``: (photo, message) pairs, listed at the end.
+    Written whole or not at all.
+    """
+    page_dir = Path(path).parent
+    doc = dominate.document(title=title)
+    with doc.head:
+        tags.meta(charset="utf-8")
+        tags.style("body{font-family:sans-serif} td{vertical-align:top;padding:4px;font-size:12px} "
+                   "img{border:1px solid #ccc;max-width:100%;height:auto} table{width:100%;table-layout:fixed}")
+    with doc:
+        tags.h2(title)
+        for line in header_lines:
+            tags.p(line)
+        for row in rows:
+            tags.h3(row["title"])
+            with tags.table(), tags.tr():
+                for label, preview, full in row["cells"]:
+                    with tags.td():
+                        with tags.a(href=file_url(full, page_dir)):
+                            tags.img(src=file_url(preview, page_dir), alt=label)
+                        tags.br()
+                        tags.span(f"{label} ({Path(full).name})")
+            if row.get("links"):
+                with tags.p():
+                    for i, (label, target) in enumerate(row["links"]):
+                        if i:
+                            tags.span(" | ")
+                        tags.a(label, href=file_url(target, page_dir))
+        if failures:
+            tags.h3("Failed")
+            with tags.ul():
+                for photo, message in failures:
+                    tags.li(f"{photo}: {message}")
     atomic_write_text(path, doc.render())
