@@ -2,14 +2,20 @@
 
     python remove_reflection.py PHOTO.dng [PHOTO.jpg] -o OUT_DIR
     python remove_reflection.py FOLDER -o OUT_DIR --save_reflection
+    python remove_reflection.py FOLDER -o OUT_DIR --raw_out --format tiff16 --page     # for a RAW developer
 
 For each RAW file the RGB side is the camera's JPEG beside it (same stem: x.NEF + x.JPG) or given right after it,
 else an sRGB rendering of the RAW itself (camera white balance, no auto-brightness). Writes ``<stem>_T.png`` (and
-``<stem>_R.png`` with ``--save_reflection``) at the photo's full resolution and viewing orientation.
+``<stem>_R.png`` with ``--save_reflection``) at the photo's full resolution and viewing orientation; ``--format jpg``
+or ``tiff16`` (16-bit TIFF of the float result, ``<stem>_T.tif``) instead. ``--raw_out`` adds ``<stem>_T.dng``: the
+photo's own RAW with the reflection removed, with its metadata, for a RAW developer (:mod:`data.raw_out`).
+``--page`` adds ``index.html``: each photo beside its result (and its reflection), as previews in ``previews/``
+that link to the full files.
 
 Nothing is overwritten by surprise: output names are planned before any inference; photos that share a name
-(``a/x.NEF b/x.NEF``, ``x.KDC x.kdc``) get ``x_T``, ``x-2_T``, ... (printed); a file of those names already in the
-output folder stops the run before it starts unless ``--overwrite`` is given, and an input is never overwritten.
+(``a/x.NEF b/x.NEF``, ``x.KDC x.kdc``) get ``x_T``, ``x-2_T``, ... (printed); a file of those names (results, DNGs,
+previews, ``index.html``) already in the output folder stops the run before it starts unless ``--overwrite`` is
+given, and an input is never overwritten.
 """
 
 from __future__ import annotations
@@ -32,19 +38,28 @@ from data.camera_raw import (
     read_camera_raw,
     render_rgb,
 )
-from data.image_io import RGB_EXTENSIONS, write_rgb
+from data.image_io import RGB_EXTENSIONS, write_rgb, write_rgb16
+from data.raw_out import DEFAULT_RAW_MOSAIC, RAW_MOSAIC_MODES, reflection_free_mosaic, write_reflection_free_dng
 from models.checkpoint import infer_generator_shape, load_generator_weights, load_state_dict_file
 from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled
 from options.base_options import resolve_device
+from util.dng import check_dng_writer, read_source_metadata
 from util.errors import FileSystemError, UserError, file_system_error, run_cli, unwrap_worker_error
 from util.files import link_problem
-from util.metrics import to_uint8
+from util.html_report import make_preview, write_before_after
+from util.metrics import to_uint8, to_uint16
 from util.precision import PRECISIONS, resolve_precision, to_memory_format
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "demo" / "final_net_G_T.pth"
 JPEG_EXTENSIONS = (".jpg", ".jpeg")
 JPEG_QUALITY_RANGE = (1, 100)  # Pillow's JPEG quality scale
+FORMAT_EXTENSIONS = {"png": "png", "jpg": "jpg", "tiff16": "tif"}  # --format -> file extension of the results
+PAGE_NAME = "index.html"  # --page: the before/after page in the output folder
+PREVIEW_DIR = "previews"  # its previews, <name>_I.jpg, <name>_T.jpg, <name>_R.jpg
+DEFAULT_PREVIEW_SIZE = 1024  # long side of a preview (px): a page of 24-megapixel photos stays light
+MIN_PREVIEW_SIZE = 16
+PREVIEW_QUALITY = 90  # JPEG quality of the previews
 
 
 @dataclass
@@ -63,8 +78,20 @@ def parse_args(argv):
                    "its JPEG, and/or folders of them")
     p.add_argument("-o", "--out_dir", required=True, help="folder for the results")
     p.add_argument("--save_reflection", action="store_true", help="also write the reflection <stem>_R")
-    p.add_argument("--format", default="png", choices=("png", "jpg"), help="output format (8-bit)")
+    p.add_argument("--format", default="png", choices=tuple(FORMAT_EXTENSIONS),
+                   help="results: png or jpg (8-bit), or tiff16 (16-bit TIFF of the float result, <stem>_T.tif)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality with --format jpg (1..100)")
+    p.add_argument("--raw_out", action="store_true",
+                   help="also write <stem>_T.dng: the photo's RAW mosaic without the reflection, with the photo's "
+                   "metadata, for a RAW developer")
+    p.add_argument("--raw_mosaic", default=None, choices=RAW_MOSAIC_MODES,
+                   help=f"how --raw_out forms the mosaic (default {DEFAULT_RAW_MOSAIC}: the original mosaic times the "
+                   "gain T/I; see README)")
+    p.add_argument("--page", action="store_true",
+                   help=f"also write {PAGE_NAME}: each photo beside its result, previews in {PREVIEW_DIR}/ linking to "
+                   "the full files")
+    p.add_argument("--preview_size", type=int, default=None,
+                   help=f"long side of the --page previews in pixels (default {DEFAULT_PREVIEW_SIZE})")
     p.add_argument("--overwrite", action="store_true",
                    help="replace results of an earlier run in the output folder (default: refuse before starting)")
     g = p.add_argument_group("network")
@@ -81,6 +108,18 @@ def parse_args(argv):
     if not low <= args.quality <= high:
         raise UserError(f"--quality {args.quality} is outside {low}..{high} (JPEG quality; 95 is visually lossless)")
     args.tile_overlap = check_tiling(args.tile, args.tile_overlap)
+    if args.raw_mosaic is not None and not args.raw_out:
+        raise UserError(f"--raw_mosaic {args.raw_mosaic} applies to --raw_out only; add --raw_out or drop it")
+    if args.preview_size is not None and not args.page:
+        raise UserError(f"--preview_size {args.preview_size} applies to --page only; add --page or drop it")
+    if args.preview_size is not None and args.preview_size < MIN_PREVIEW_SIZE:
+        raise UserError(f"--preview_size {args.preview_size} is below {MIN_PREVIEW_SIZE} pixels; e.g. "
+                        f"{DEFAULT_PREVIEW_SIZE}")
+    if args.raw_out:
+        check_dng_writer()
+        args.raw_mosaic = args.raw_mosaic or DEFAULT_RAW_MOSAIC
+    if args.page:
+        args.preview_size = args.preview_size or DEFAULT_PREVIEW_SIZE
     return args
 
 
@@ -107,13 +146,32 @@ def collect_jobs(inputs) -> list[Job]:
     return jobs
 
 
-def plan_outputs(jobs: list[Job], out_dir: Path, kinds, fmt: str, overwrite: bool) -> None:
+def result_kinds(args) -> tuple[str, ...]:
+    return ("T", "R") if args.save_reflection else ("T",)
+
+
+def job_outputs(out_dir: Path, job: Job, args) -> dict[str, Path]:
+    """Every file this run writes for ``job``, by kind: ``T`` and ``R`` (results, ``--format``), ``T_dng``
+    (``--raw_out``), ``preview_I``, ``preview_T``, ``preview_R`` (``--page``)."""
+    name = job.name or job.raw.stem
+    ext = FORMAT_EXTENSIONS[args.format]
+    files = {kind: out_dir / f"{name}_{kind}.{ext}" for kind in result_kinds(args)}
+    if args.raw_out:
+        files["T_dng"] = out_dir / f"{name}_T.dng"
+    if args.page:
+        for kind in ("I", *result_kinds(args)):
+            files[f"preview_{kind}"] = out_dir / PREVIEW_DIR / f"{name}_{kind}.jpg"
+    return files
+
+
+def plan_outputs(jobs: list[Job], out_dir: Path, args) -> None:
     """Give every job a distinct output name and check the output folder, before any inference.
 
     Photos that share a stem (``a/x.NEF b/x.NEF``; ``x.KDC x.kdc``; ``X.dng x.dng`` on a case-insensitive disk)
     keep it for the first and get ``<stem>-2``, ``-3``, ... for the others (printed). Refused (``UserError``): the
-    same photo twice, ``-o`` naming a file, an output name that is a folder or one of the inputs, and, without
-    ``overwrite``, any output name that already exists in ``out_dir``. Creates ``out_dir``.
+    same photo twice, ``-o`` naming a file, an output name that is a folder or one of the inputs, a file where an output
+    folder (``previews/``) goes, and, without ``args.overwrite``, any output name (:func:`job_outputs`, the page)
+    that already exists in ``out_dir``. Creates ``out_dir``.
     """
     seen: dict[Path, Path] = {}
     for job in jobs:
@@ -142,19 +200,24 @@ def plan_outputs(jobs: list[Job], out_dir: Path, kinds, fmt: str, overwrite: boo
         raise UserError(f"-o {problem}")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"-o {out_dir} is a file, not a folder; give a folder for the results")
+    preview_dir = out_dir / PREVIEW_DIR
+    if args.page and os.path.lexists(preview_dir) and not preview_dir.is_dir():
+        raise UserError(f"{preview_dir} is a file where this run would make its folder of previews; move it or choose "
+                        "another -o")
     inputs = [p for job in jobs for p in (job.raw, job.rgb) if p is not None]
+    planned = [path for job in jobs for path in job_outputs(out_dir, job, args).values()]
+    if args.page:
+        planned.append(out_dir / PAGE_NAME)
     existing = []
-    for job in jobs:
-        for kind in kinds:
-            path = output_path(out_dir, job, kind, fmt)
-            if not os.path.lexists(path):
-                continue
-            if path.is_dir():
-                raise UserError(f"{path} is a folder where this run would write an image; move it or choose another -o")
-            if any(path.resolve() == p.resolve() for p in inputs):
-                raise UserError(f"{path} is an input of this run and would be overwritten; choose another -o")
-            existing.append(path)
-    if existing and not overwrite:
+    for path in planned:
+        if not os.path.lexists(path):
+            continue
+        if path.is_dir():
+            raise UserError(f"{path} is a folder where this run would write a result; move it or choose another -o")
+        if any(path.resolve() == p.resolve() for p in inputs):
+            raise UserError(f"{path} is an input of this run and would be overwritten; choose another -o")
+        existing.append(path)
+    if existing and not args.overwrite:
         more = f" and {len(existing) - 1} more result file(s)" if len(existing) > 1 else ""
         raise UserError(f"{existing[0]}{more} already exist(s) in {out_dir}: choose another -o, move them away, or "
                         "pass --overwrite to replace them")
@@ -164,10 +227,6 @@ def plan_outputs(jobs: list[Job], out_dir: Path, kinds, fmt: str, overwrite: boo
         raise file_system_error(err, out_dir, "create") or UserError(
             f"cannot create the output folder {out_dir}: {err.strerror or err}; choose another -o"
         ) from None
-
-
-def output_path(out_dir: Path, job: Job, kind: str, fmt: str) -> Path:
-    return out_dir / f"{job.name or job.raw.stem}_{kind}.{fmt}"
 
 
 def find_jpeg(raw: Path) -> Path | None:
@@ -186,14 +245,21 @@ def load_network(checkpoint, device):
 
 
 def save_image(path: Path, rgb_u8: np.ndarray, fmt: str, quality: int) -> None:
-    """Write one result, whole or not at all (a full disk is one line naming ``path``)."""
+    """Write one 8-bit result, whole or not at all (a full disk is one line naming ``path``)."""
     if fmt == "jpg":
         write_rgb(path, rgb_u8, quality=quality, subsampling=0)
     else:
         write_rgb(path, rgb_u8)
 
 
-def process(job: Job, net, args, device, precision, channels_last, out_dir: Path) -> list[Path]:
+@dataclass
+class PhotoResult:
+    job: Job
+    files: dict[str, Path]  # what was written, by kind (job_outputs)
+    size: tuple[int, int]  # (width, height) of the results, viewing orientation
+
+
+def process(job: Job, net, args, device, precision, channels_last, out_dir: Path, network: str) -> PhotoResult:
     raw = read_camera_raw(job.raw)
     rgb_u8 = load_jpeg_partner(job.rgb, raw) if job.rgb is not None else render_rgb(raw)
     I_rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1)[None].float().div_(255)
@@ -209,35 +275,75 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
         out = separate_tiled(net, I_rgb, I_raw, args.tile, args.tile_overlap, device, precision, channels_last,
                              progress=progress)
     tiles.close()
-    written = []
-    kinds = ("T", "R") if args.save_reflection else ("T",)
-    for kind in kinds:
-        image = apply_orientation(to_uint8(out[f"{kind}_rgb"]), raw.orientation)
-        path = output_path(out_dir, job, kind, args.format)
-        save_image(path, image, args.format, args.quality)
-        written.append(path)
-    return written
+    files = job_outputs(out_dir, job, args)
+    viewed = {"I": apply_orientation(rgb_u8, raw.orientation)}
+    for kind in result_kinds(args):
+        viewed[kind] = apply_orientation(to_uint8(out[f"{kind}_rgb"]), raw.orientation)
+        if args.format == "tiff16":
+            write_rgb16(files[kind], np.ascontiguousarray(apply_orientation(to_uint16(out[f"{kind}_rgb"]),
+                                                                            raw.orientation)))
+        else:
+            save_image(files[kind], viewed[kind], args.format, args.quality)
+    if args.raw_out:
+        source = read_source_metadata(raw.path, raw.size)
+        mosaic = reflection_free_mosaic(raw, I_rgb, out, args.raw_mosaic, source.render_matrix)
+        description = (f"{job.raw.name} with the reflection removed by CR3Net ({network}; --raw_mosaic "
+                       f"{args.raw_mosaic})")
+        write_reflection_free_dng(files["T_dng"], raw, mosaic, source, description)
+    if args.page:
+        for kind, image in viewed.items():
+            write_rgb(files[f"preview_{kind}"], make_preview(image, args.preview_size), quality=PREVIEW_QUALITY)
+    view_h, view_w = viewed["I"].shape[:2]
+    return PhotoResult(job, files, (view_w, view_h))
 
 
-def main(argv=None) -> int:
+def write_page(out_dir: Path, results: list[PhotoResult], failed: list[tuple[Path, str]], header: list[str]) -> Path:
+    """``index.html`` of a ``--page`` run: each photo (its RGB input) beside its result and reflection."""
+    labels = {"I": "before", "T": "after: reflection removed", "R": "removed reflection"}
+    rows = []
+    for result in results:
+        job, files = result.job, result.files
+        cells = [("before", files["preview_I"], job.rgb or job.raw)]
+        cells += [(labels[kind], files[f"preview_{kind}"], files[kind]) for kind in ("T", "R") if kind in files]
+        width, height = result.size
+        source = f"camera JPEG {job.rgb.name}" if job.rgb else "RGB rendered from the RAW"
+        links = [("RAW without the reflection (DNG)", files["T_dng"])] if "T_dng" in files else []
+        links.append(("original RAW", job.raw))
+        rows.append({"title": f"{job.raw.name} ({width}x{height}; {source})", "cells": cells, "links": links})
+    path = out_dir / PAGE_NAME
+    write_before_after(path, "CR3Net: reflections removed (before / after)", rows, header,
+                       [(str(p), message) for p, message in failed])
+    return path
+
+
+def main(argv=None, net=None) -> int:
+    """Run on the command line ``argv``; returns the exit status (1 where some photos of a folder failed).
+
+    ``net``: a generator to run instead of the weights of ``--checkpoint`` (its forward as CR3Net's; tests pass
+    :class:`models.inference.IdentityNet`, the network that removes nothing).
+    """
     args = parse_args(sys.argv[1:] if argv is None else argv)
     jobs = collect_jobs(args.inputs)
     out_dir = Path(args.out_dir)
-    plan_outputs(jobs, out_dir, ("T", "R") if args.save_reflection else ("T",), args.format, args.overwrite)
+    plan_outputs(jobs, out_dir, args)
     _, device = resolve_device(args.gpu_ids)
     precision = resolve_precision(args.precision, device)
-    if not Path(args.checkpoint).is_file():
-        raise UserError(f"no weights at {args.checkpoint}; pass --checkpoint PATH to a CR3Net generator (.pth)")
-    net, ngf, num_cab = load_network(args.checkpoint, device)
+    if net is None:
+        if not Path(args.checkpoint).is_file():
+            raise UserError(f"no weights at {args.checkpoint}; pass --checkpoint PATH to a CR3Net generator (.pth)")
+        net, ngf, num_cab = load_network(args.checkpoint, device)
+        network = f"weights {args.checkpoint} (ngf {ngf}, num_cab {num_cab})"
+    else:
+        net = net.to(device).eval()
+        network = f"network {type(net).__name__}"
     channels_last = True
     net = to_memory_format(net, channels_last)
-    print(f"{len(jobs)} photo(s); weights {args.checkpoint} (ngf {ngf}, num_cab {num_cab}); {device}, {precision}, "
-          f"tile {args.tile}")
-    failed = []
+    print(f"{len(jobs)} photo(s); {network}; {device}, {precision}, tile {args.tile}")
+    failed, results = [], []
     for job in tqdm(jobs, desc="photos", unit="photo", file=sys.stdout, disable=len(jobs) < 2):
         start = time.perf_counter()
         try:
-            written = process(job, net, args, device, precision, channels_last, out_dir)
+            result = process(job, net, args, device, precision, channels_last, out_dir, network)
         except FileSystemError:
             raise  # a full disk or a read-only folder: the other photos cannot be written either
         except UserError as err:
@@ -247,9 +353,15 @@ def main(argv=None) -> int:
             print(f"error: {message}", file=sys.stderr)
             failed.append((job.raw, message))
             continue
+        results.append(result)
         source = job.rgb.name if job.rgb else "rendered from the RAW"
-        print(f"{job.raw.name} (RGB: {source}) -> {', '.join(str(p) for p in written)} "
-              f"[{time.perf_counter() - start:.1f} s]")
+        shown = [str(p) for kind, p in result.files.items() if not kind.startswith("preview_")]
+        print(f"{job.raw.name} (RGB: {source}) -> {', '.join(shown)} [{time.perf_counter() - start:.1f} s]")
+    if args.page:
+        header = [f"{len(results)} of {len(jobs)} photo(s); {network}."]
+        if args.raw_out:
+            header.append(f"DNG mosaic: --raw_mosaic {args.raw_mosaic} (see the README).")
+        print(f"before/after page: {write_page(out_dir, results, failed, header)}")
     if failed:
         print(f"\n{len(jobs) - len(failed)} of {len(jobs)} photo(s) done; {len(failed)} failed:", file=sys.stderr)
         for path, msg in failed:
