@@ -43,6 +43,7 @@ DEFAULT_RAW_MOSAIC = "ratio"
 # input cannot express a ratio, and the gain tends to 1 (nothing changed) there.
 RATIO_EPS = 1e-3
 RATIO_MAX = 4.0  # a transmission more than two stops brighter than the input is taken as noise of a near-black input
+ROW_BAND = 256  # image rows taken to camera RGB at a time (even: keeps the CFA phase); bounds the float64 temporaries
 
 
 def _float64(x) -> np.ndarray:
@@ -56,6 +57,17 @@ def _float64(x) -> np.ndarray:
 def _gain(T_lin: np.ndarray, I_lin: np.ndarray) -> np.ndarray:
     """Linear gain (T + eps) / (I + eps) on values clipped at 0, clipped to [0, RATIO_MAX]; exactly 1 where T = I."""
     return np.clip((np.maximum(T_lin, 0) + RATIO_EPS) / (np.maximum(I_lin, 0) + RATIO_EPS), 0.0, RATIO_MAX)
+
+
+def _on_cfa(fn, images, cfa: str) -> np.ndarray:
+    """``fn(*bands)`` -> (3, rows, W) linear camera RGB, over bands of :data:`ROW_BAND` rows of the (1, 3, H, W)
+    ``images``, sampled on the CFA: (H, W) float64, one value per site."""
+    h, w = images[0].shape[-2:]
+    sampled = np.empty((h, w), dtype=np.float64)
+    for top in range(0, h, ROW_BAND):
+        bands = [_float64(image[..., top : top + ROW_BAND, :]) for image in images]
+        sampled[top : top + ROW_BAND] = mosaic_rgb(fn(*bands), cfa)
+    return sampled
 
 
 def rendering_model(raw: CameraRaw, render_matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -89,17 +101,18 @@ def reflection_free_mosaic(raw: CameraRaw, I_rgb, out: dict, mode: str = DEFAULT
     ccm, gains = rendering_model(raw, render_matrix)
     if mode in ("ratio", "ratio_raw"):
         if mode == "ratio":
-            T_cam = srgb_to_camera(_float64(out["T_rgb"]), ccm, gains)
-            I_cam = srgb_to_camera(_float64(I_rgb), ccm, gains)
-            gain = pack_raw(mosaic_rgb(_gain(T_cam, I_cam), raw.cfa), raw.cfa)
+            def ratio(T_band, I_band):
+                return _gain(srgb_to_camera(T_band, ccm, gains), srgb_to_camera(I_band, ccm, gains))
+
+            gain = pack_raw(_on_cfa(ratio, (out["T_rgb"], I_rgb), raw.cfa), raw.cfa)
         else:
             gain = _gain(_float64(out["T_raw"]), np.clip(raw.packed().astype(np.float64), 0.0, 1.0))
         new = black + (counts - black) * gain
         new = np.minimum(new, np.maximum(white, counts))
     else:
         if mode == "inverse_isp":
-            camera = srgb_to_camera(_float64(out["T_rgb"]), ccm, gains)
-            normalised = pack_raw(mosaic_rgb(camera, raw.cfa), raw.cfa)
+            camera = _on_cfa(lambda T_band: srgb_to_camera(T_band, ccm, gains), (out["T_rgb"],), raw.cfa)
+            normalised = pack_raw(camera, raw.cfa)
         else:
             normalised = _float64(out["T_raw"])
         new = np.minimum(black + normalised * (white - black), white)
