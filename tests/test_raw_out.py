@@ -6,6 +6,8 @@ must then hold the photo's own mosaic, value for value), :class:`GainNet` remove
 rendering of the DNG must then be the T that was saved, within a stated PSNR).
 """
 
+import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -26,12 +28,15 @@ from data.raw_out import RAW_MOSAIC_MODES, black_by_site
 from models.inference import IdentityNet
 from tests.test_camera_raw import BLACKMAGIC, DNG_BLACK_BY_SITE, KODAK, save_jpeg, scene_dng
 from tests.test_html_report import Links
+from tests.tiny_data import save_random_generator
 from util.dng import read_source_metadata
 from util.errors import UserError
 from util.isp import CFA_PATTERNS, srgb_decode, srgb_encode
 from util.metrics import psnr
 
 pytest.importorskip("pidng", reason="pidng (the DNG writer) is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GAIN = 0.5  # GainNet: half of the light was reflection
 # rawpy's rendering of the DNG against the T saved (8-bit PSNR, dB). Measured with GainNet and the default mode
@@ -296,3 +301,25 @@ def test_dng_opens_in_a_raw_developer(tmp_path, tool):
     assert proc.returncode == 0 and jpeg.is_file(), proc.stdout + proc.stderr
     width, height = Image.open(jpeg).size
     assert height > width and width >= 240  # developed in the viewing orientation (a few border pixels may go)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# scripts/measure_dng_modes.py
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_measure_dng_modes_script(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("measure_dng_modes", ROOT / "scripts" / "measure_dng_modes.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    source = scene_photo(tmp_path / "in", pattern="GRBG")
+    weights = save_random_generator(tmp_path / "w.pth", ngf=8, num_cab=1)
+    numbers = tmp_path / "modes.json"
+    assert script.main([str(source.path), "--checkpoint", str(weights), "--gpu_ids", "-1", "--precision", "fp32",
+                        "--json", str(numbers)]) == 0
+    rows = json.loads(numbers.read_text())["rows"]
+    expected = [(net, mode) for net in ("checkpoint", "identity") for mode in RAW_MOSAIC_MODES]
+    assert [(r["network"], r["mode"]) for r in rows] == expected
+    identity = {r["mode"]: r for r in rows if r["network"] == "identity"}
+    assert identity["ratio"]["sites_changed"] == 0 and identity["ratio"]["render_psnr_db"] is None  # inf: identical
+    assert "| p.dng | checkpoint | ratio |" in capsys.readouterr().out
