@@ -19,8 +19,6 @@ tile, no preview image). What is carried over:
 * **EXIF**, in an EXIF IFD as cameras write it: make, model, exposure time, f-number, ISO, focal length and
   capture date (LibRaw's reading of the source, so every format LibRaw reads has them), and the capture date also
   as the TIFF DateTime.
-
-Nothing here imports torch: ``python -c "import util.dng"`` works without the network's dependencies.
 """
 
 from __future__ import annotations
@@ -36,8 +34,8 @@ import tifffile
 
 from util.errors import UserError
 from util.files import atomic_write
+from util.isp import CFA_PATTERNS, XYZ_TO_SRGB
 
-BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")  # as util.isp.CFA_PATTERNS; TIFF/EP CFAPattern codes R=0, G=1, B=2
 # LibRaw/dcraw ``flip`` (bit 0 mirror columns, bit 1 mirror rows, bit 2 transpose) -> TIFF Orientation 1..8
 LIBRAW_FLIP_TO_TIFF_ORIENTATION = {0: 1, 1: 2, 3: 3, 2: 4, 4: 5, 6: 6, 7: 7, 5: 8}
 TIFF_DNG_VERSION = 50706
@@ -245,9 +243,10 @@ def _other_format_colour(raw: rawpy.RawPy) -> tuple[np.ndarray, np.ndarray | Non
     table = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3]
     if np.any(table != 0) and np.all(np.isfinite(table)):
         return table, None
-    from util.isp import XYZ_TO_SRGB  # here: the rest of this module works without torch
-
-    render = measured_render_matrix(raw)
+    try:
+        render = measured_render_matrix(raw)
+    except (rawpy.LibRawError, OSError):  # the file was read and rendered before: not expected, and not fatal here
+        render = None
     if render is None or not np.all(np.isfinite(render)) or abs(np.linalg.det(render)) < MIN_MATRIX_DET:
         return XYZ_TO_SRGB, None
     return np.linalg.inv(render) @ XYZ_TO_SRGB, render
@@ -262,8 +261,11 @@ def _libraw_exif(raw: rawpy.RawPy) -> dict:
         v = float(v)
         return v if np.isfinite(v) and v > 0 else None
 
-    when = other.timestamp
-    if when is not None and when.timestamp() <= 0:  # LibRaw's 0: no date
+    try:
+        when = other.timestamp
+        if when is not None and when.timestamp() <= 0:  # LibRaw's 0: no date
+            when = None
+    except (ValueError, OverflowError, OSError):  # a date the platform cannot represent: left out
         when = None
     return dict(exposure_time=positive(other.shutter_speed), f_number=positive(other.aperture),
                 iso=positive(other.iso_speed), focal_length=positive(other.focal_length), capture_time=when)
@@ -353,17 +355,17 @@ def write_dng(path, mosaic: np.ndarray, cfa: str, black_by_site, white: float, o
     """Write ``mosaic`` as a DNG at ``path`` (whole or not at all) with ``source``'s metadata; returns ``path``.
 
     ``mosaic``: (H, W) uint16, H and W even, sensor orientation; ``cfa``: its 2x2 tile at (0, 0), one of
-    :data:`BAYER_PATTERNS`; ``black_by_site``: the 4 black levels of that tile read row by row (DNG BlackLevel with
-    BlackLevelRepeatDim 2x2), ``white``: the white level, both in the mosaic's counts; ``orientation``: LibRaw
-    ``flip`` (0..7). ``description`` goes into ImageDescription. A full disk or a missing permission is a one-line
-    ``UserError`` naming ``path``.
+    :data:`util.isp.CFA_PATTERNS`; ``black_by_site``: the 4 black levels of that tile read row by row (DNG
+    BlackLevel with BlackLevelRepeatDim 2x2), ``white``: the white level, both in the mosaic's counts;
+    ``orientation``: LibRaw ``flip`` (0..7). ``description`` goes into ImageDescription. A full disk or a missing
+    permission is a one-line ``UserError`` naming ``path``.
     """
     core, dng = _pidng()
     mosaic = np.asarray(mosaic)
     if mosaic.dtype != np.uint16 or mosaic.ndim != 2 or mosaic.shape[0] % 2 or mosaic.shape[1] % 2:
         raise ValueError(f"write_dng needs an even-sized (H, W) uint16 mosaic, got {mosaic.dtype} {mosaic.shape}")
-    if cfa not in BAYER_PATTERNS:
-        raise ValueError(f"unknown CFA pattern {cfa!r}; expected one of {', '.join(BAYER_PATTERNS)}")
+    if cfa not in CFA_PATTERNS:
+        raise ValueError(f"unknown CFA pattern {cfa!r}; expected one of {', '.join(CFA_PATTERNS)}")
     black = [int(round(b)) for b in black_by_site]
     if len(black) != 4 or min(black) < 0 or not max(black) < white <= SHORT_MAX:
         raise ValueError(f"black levels {black} and white level {white} must satisfy 0 <= black < white <= 65535")
@@ -374,7 +376,7 @@ def write_dng(path, mosaic: np.ndarray, cfa: str, black_by_site, white: float, o
         (Tag.ImageWidth, w), (Tag.ImageLength, h), (Tag.TileWidth, w), (Tag.TileLength, h),
         (Tag.BitsPerSample, 16), (Tag.SamplesPerPixel, 1), (Tag.PhotometricInterpretation, TIFF_PHOTOMETRIC_CFA),
         (Tag.Orientation, LIBRAW_FLIP_TO_TIFF_ORIENTATION[int(orientation)]),
-        (Tag.CFARepeatPatternDim, [2, 2]), (Tag.CFAPattern, ["RGB".index(c) for c in cfa]),
+        (Tag.CFARepeatPatternDim, [2, 2]), (Tag.CFAPattern, ["RGB".index(c) for c in cfa]),  # TIFF/EP: R 0, G 1, B 2
         (Tag.BlackLevelRepeatDim, [2, 2]), (Tag.BlackLevel, black), (Tag.WhiteLevel, int(round(white))),
         (Tag.UniqueCameraModel, _ascii(source.unique_camera_model) or "Unknown camera"),
     ]  # fmt: skip
