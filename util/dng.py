@@ -11,7 +11,7 @@ tile, no preview image). What is carried over:
 * **Colour**: a DNG source's own colour tags, copied value for value (:data:`COPIED_COLOUR_TAGS`: ColorMatrix1/2,
   CameraCalibration1/2, illuminants, AnalogBalance, ForwardMatrix1/2, BaselineExposure, profile tags), and its
   AsShotNeutral. Other formats get LibRaw's XYZ -> camera matrix of the camera (Adobe's D65 matrices) as
-  ColorMatrix1 (D65), or, for a camera LibRaw has no such matrix for (the 1997 Kodak DC50 of ``../shared/data``: LibRaw
+  ColorMatrix1 (D65), or, for a camera LibRaw has no such matrix for (the Kodak DC50 KDC of ``../shared/data``: LibRaw
   renders it with a matrix from the file's Kodak tags, which rawpy does not expose), the matrix LibRaw renders the
   file with, measured from two of its renderings (:func:`measured_render_matrix`). The as-shot white balance is
   LibRaw's ``camera_whitebalance`` as AsShotNeutral. A linearisation table is not copied: the mosaic is written as
