@@ -82,7 +82,7 @@ def main(argv=None) -> dict:
     total = len(dataset) if opt.num_test <= 0 else min(opt.num_test, len(dataset))
     print(f"evaluating {total} image(s) from {opt.dataroot} with {model.loaded_weights} "
           f"(ngf {opt.ngf}, num_cab {opt.num_cab}) on {model.device}, precision {model.precision}, "
-          f"eval_resize {opt.eval_resize}; results in {out_dir}")
+          f"eval_resize {opt.eval_resize}, RAW from {opt.raw_source}; results in {out_dir}")
 
     rows = []
     try:
@@ -147,6 +147,7 @@ def write_results(opt, model, out_dir: Path, rows: list[dict], total: int, error
         "ngf": opt.ngf,
         "num_cab": opt.num_cab,
         "eval_resize": opt.eval_resize,
+        "raw_source": opt.raw_source,
         "device": str(model.device),
         "precision": model.precision,
         "means": means,
@@ -160,7 +161,7 @@ def write_results(opt, model, out_dir: Path, rows: list[dict], total: int, error
         summary["error"] = f"stopped after {len(rows)} of {total} image(s): {error}"
     atomic_write_text(out_dir / "metrics.json", json.dumps(json_safe(summary), indent=2) + "\n")
     header = [f"checkpoint {model.loaded_weights} (ngf {opt.ngf}, num_cab {opt.num_cab}), data {opt.dataroot}, "
-              f"eval_resize {opt.eval_resize}, {len(rows)} image(s)",
+              f"eval_resize {opt.eval_resize}, RAW input from {opt.raw_source}, {len(rows)} image(s)",
               "Metrics on the 8-bit images shown: PSNR/SSIM scikit-image (data_range 255, RGB), LPIPS AlexNet v0.1."]
     if error is not None:
         header.insert(0, f"INCOMPLETE: {summary['error']}")

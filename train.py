@@ -470,6 +470,9 @@ def train(opt, parser) -> dict:
         f"({n_params:,} parameters); perceptual loss on {trainer.vgg_name}"
         f"{'' if trainer.vgg_name == 'vgg19' else ' (upstream uses VGG19)'}; device {opt.device}, "
         f"precision {trainer.precision}, channels_last {trainer.channels_last}", flush=True)
+    if getattr(opt, "raw_source", "sensor") == "rgb":
+        log("RAW input: made from every sample's RGB by the fixed inverse ISP (--raw_source rgb: the RGB-only twin; "
+            "validation likewise)", flush=True)
     real = getattr(dataset, "real_items", [])
     if real and getattr(dataset, "real_ratio", 0) > 0:
         no_r = sum("R_rgb" not in e["paths"] for e in real)

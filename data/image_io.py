@@ -208,3 +208,20 @@ def write_rgb(path, rgb_u8: np.ndarray, **save_options) -> None:
         raise ValueError(f"write_rgb: unknown image extension {path.suffix!r}")
     image = Image.fromarray(np.ascontiguousarray(rgb_u8))
     atomic_write(path, lambda tmp: image.save(tmp, format=image_format, **save_options))
+
+
+def fit_photo(rgb_u8: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A ``size`` = (H, W) view of a photo for a synthetic test set: a portrait photo is first laid down (transposed)
+    when ``H <= W``, then cover-scaled (Lanczos) to at least ``size`` and cropped at a seeded offset (two draws of
+    ``rng``). Returns a (H, W, 3) uint8 array (``scripts/make_val_sets.py``, :mod:`data.condition_sets`)."""
+    h, w = rgb_u8.shape[:2]
+    H, W = size
+    if h > w and H <= W:  # portrait photos lie down, so that every item has the same landscape size
+        rgb_u8 = np.ascontiguousarray(rgb_u8.transpose(1, 0, 2))
+        h, w = w, h
+    scale = max(H / h, W / w)
+    new_w, new_h = max(W, round(w * scale)), max(H, round(h * scale))
+    if (new_h, new_w) != (h, w):
+        rgb_u8 = np.asarray(Image.fromarray(rgb_u8).resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.uint8)
+    top, left = int(rng.integers(0, new_h - H + 1)), int(rng.integers(0, new_w - W + 1))
+    return rgb_u8[top : top + H, left : left + W]

@@ -8,6 +8,10 @@ the same way everywhere (``scripts/make_rgb_only_set.py``, ``scripts/make_val_se
          -> sensor counts of the default camera profile (black 400, white 16383), rounded
 
 The RAW branch then sees a plausible linear image, but no information that the RGB does not have.
+
+``--raw_source rgb`` (train.py, test.py, training validation) gives *every* image this RAW, whatever RAW its data
+has: the RGB-only twin of the network, what a user without a RAW file has (``scripts/raw_vs_rgb.py`` compares the
+two twins). ``--raw_source sensor`` (the default) keeps the data's own RAW.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from data.cameras import DEFAULT_PROFILE, CameraProfile
 from util.isp import ISPParams, denormalize_raw, mosaic_rgb, normalize_raw, pack_raw, unprocess
 
 PSEUDO_RAW_CFA = "RGGB"  # the canonical packed order is the same for every pattern; RGGB keeps it simplest
+RAW_SOURCES = ("sensor", "rgb")  # --raw_source: the data's own RAW, or the RAW made from the RGB by this module
+DEFAULT_RAW_SOURCE = "sensor"
 
 
 def pseudo_raw_mosaic(rgb_u8: np.ndarray, profile: CameraProfile = DEFAULT_PROFILE) -> np.ndarray:

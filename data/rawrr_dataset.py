@@ -8,6 +8,8 @@ Layout under ``opt.dataroot`` (folder names as upstream):
 
 ``x.png`` in a ``*_rgb`` folder pairs with ``x.png`` / ``x.tiff`` / ``x.tif`` in the matching ``*_raw`` folder.
 Each RAW mosaic is packed and normalised with its camera profile (:func:`data.cameras.resolve_profile`).
+With ``--raw_source rgb`` every RAW is instead made from its RGB image at the evaluation geometry by the fixed
+inverse ISP of :mod:`data.pseudo_raw` (the RGB-only twin of ``scripts/raw_vs_rgb.py``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from data.camera_raw import CAMERA_RAW_EXTENSIONS, is_camera_raw, load_jpeg_partner, read_camera_raw, render_rgb
-from data.cameras import resolve_profile
+from data.cameras import DEFAULT_PROFILE, resolve_profile
 from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_raw_mosaic, read_rgb
+from data.pseudo_raw import DEFAULT_RAW_SOURCE, RAW_SOURCES, pseudo_packed_raw
 from util.errors import UserError
 from util.files import link_problem
 from util.isp import normalize_raw, pack_raw
@@ -150,7 +153,10 @@ class RawrrDataset(Dataset):
     * ``camera``: name of the camera profile of ``I_raw``.
 
     ``opt.eval_resize``: ``"official"`` resizes to :func:`official_test_size` (RAW to half of it), ``"none"`` keeps
-    the native size. ``opt.num_test`` > 0 keeps the first ``num_test`` stems in sorted order.
+    the native size. ``opt.num_test`` > 0 keeps the first ``num_test`` stems in sorted order. ``opt.raw_source``:
+    ``"sensor"`` (default) reads the RAW files; ``"rgb"`` replaces every ``*_raw`` by
+    :func:`data.pseudo_raw.pseudo_packed_raw` of its RGB after the resize (the RAW files are still read and checked,
+    so both give the same errors), and ``camera`` is then the pseudo-RAW's profile.
     """
 
     @staticmethod
@@ -167,6 +173,9 @@ class RawrrDataset(Dataset):
         self.eval_resize = getattr(opt, "eval_resize", "official")
         if self.eval_resize not in EVAL_RESIZE_CHOICES:
             raise UserError(f"--eval_resize {self.eval_resize!r} is not one of {', '.join(EVAL_RESIZE_CHOICES)}")
+        self.raw_source = getattr(opt, "raw_source", None) or DEFAULT_RAW_SOURCE
+        if self.raw_source not in RAW_SOURCES:
+            raise UserError(f"--raw_source {self.raw_source!r} is not one of {', '.join(RAW_SOURCES)}")
         if not self.root.is_dir():
             raise UserError(link_problem(self.root) or f"--dataroot {self.root} is not a folder")
         for prefix in (*INPUT_FOLDERS, *GT_FOLDERS.values()):
@@ -255,6 +264,10 @@ class RawrrDataset(Dataset):
             if self.eval_resize == "official":
                 new_h, new_w = official_test_size(h, w)
                 rgb, raw = _resize(rgb, (new_h, new_w)), _resize(raw, (new_h // 2, new_w // 2))
+            if self.raw_source == "rgb":  # the RAW an RGB-only photo gives, made at the size the network sees
+                raw = pseudo_packed_raw(rgb)
             item[f"{role}_rgb"], item[f"{role}_raw"] = rgb, raw
+        if self.raw_source == "rgb":
+            item["camera"] = DEFAULT_PROFILE.name
         item["size"] = size
         return item

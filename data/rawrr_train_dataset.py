@@ -18,6 +18,10 @@ Sources under ``opt.dataroot``:
 ``--holdout_every N`` leaves out the photos and real pairs that :func:`data.splits.is_held_out` picks (photos by
 their path relative to the photo folder, pairs by stem): the items ``scripts/make_val_sets.py`` validates on.
 
+``--raw_source rgb`` replaces the RAW of every sample (synthetic or real, input and targets) by the one the fixed
+inverse ISP of :mod:`data.pseudo_raw` makes from its RGB, after everything else is drawn: the RGB images, the order
+and every random draw are those of ``--raw_source sensor``, so the two differ in the RAW input only.
+
 Each item is real with probability ``opt.real_ratio``, decided per sample (upstream decides for a whole batch from
 its first sample). All randomness of item ``index`` comes from ``np.random.default_rng([seed, epoch, index])``:
 the data of a run is a pure function of (seed, epoch, index), so a resumed run sees exactly the same samples and
@@ -39,7 +43,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_rgb
-from data.pseudo_raw import pseudo_packed_raw
+from data.pseudo_raw import DEFAULT_RAW_SOURCE, RAW_SOURCES, pseudo_packed_raw
 from data.rawrr_dataset import files_by_stem, load_pair, single_partner
 from data.splits import is_held_out
 from util.errors import UserError
@@ -125,6 +129,51 @@ def _resize_tensor(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
 
 
+def synthesis_photo_paths(root) -> tuple[list[Path], list[Path]]:
+    """The photos that training synthesises from: ``(T sources, R sources)``, sorted.
+
+    ``trainA1_rgb`` and ``trainA2_rgb`` when ``root`` has both (upstream layout); otherwise every image found
+    recursively under ``root`` outside hidden folders and the folders of :data:`LAYOUT_FOLDER_PATTERNS`, as one pool:
+    then the two lists are the same object. :class:`UserError` when a pool is empty, only one of the two upstream
+    folders exists, or the single pool holds fewer than 2 photos. ``scripts/make_condition_sets.py`` takes its
+    held-out photos from the same list.
+    """
+    root = Path(root)
+    a1, a2 = (root / name for name in SYN_FOLDERS)
+    if a1.is_dir() or a2.is_dir():
+        if not (a1.is_dir() and a2.is_dir()):
+            have, lack = (a1, a2) if a1.is_dir() else (a2, a1)
+            raise UserError(f"{root} has {have.name} but no {lack.name}: give both (T, R sources) or neither")
+        lists = []
+        for folder in (a1, a2):
+            paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RGB_EXTENSIONS)
+            if not paths:
+                raise UserError(f"photo folder {folder} holds no images ({', '.join(RGB_EXTENSIONS)})")
+            lists.append(paths)
+        return lists[0], lists[1]
+
+    def excluded(path: Path) -> bool:
+        parts = path.relative_to(root).parts[:-1]
+        return any(p.startswith(".") or any(fnmatch.fnmatch(p, pat) for pat in LAYOUT_FOLDER_PATTERNS) for p in parts)
+
+    paths = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in RGB_EXTENSIONS and not p.name.startswith(".") and not excluded(p)
+    )
+    if not paths:
+        raise UserError(
+            f"photo folder {root} holds no images for synthesis (looked recursively for "
+            f"{', '.join(RGB_EXTENSIONS)}, or in {' and '.join(SYN_FOLDERS)})"
+        )
+    if len(paths) < 2:
+        raise UserError(
+            f"photo folder {root} holds only 1 photo ({paths[0].name}); synthesis needs at least 2 so that "
+            "T and R come from different photos"
+        )
+    return paths, paths
+
+
 class RawrrTrainDataset(Dataset):
     """Training samples (synthetic or real) for ``--phase train``.
 
@@ -140,7 +189,8 @@ class RawrrTrainDataset(Dataset):
     Options (``opt``): ``dataroot``; ``syn_model`` (``physical`` | ``upstream``, see :mod:`util.synthesis`);
     ``real_ratio`` (probability that a sample is real); ``crop_size`` (RGB side, multiple of 8);
     ``samples_per_epoch`` (``len``); ``seed``; ``reflection_gain`` and ``transmittance`` (``(lo, hi)`` ranges of
-    the physical model, :class:`util.synthesis.PhysicalConfig`; its defaults when absent).
+    the physical model, :class:`util.synthesis.PhysicalConfig`; its defaults when absent); ``raw_source``
+    (``sensor``, the default, or ``rgb``: every RAW made from its RGB, see the module doc).
 
     Synthetic samples: two different photos; ``physical``: a random ``S x S`` window of each (photos are cached
     with their short side reduced to at most max(512, S); a photo smaller than S is an error), each flipped at
@@ -277,6 +327,9 @@ class RawrrTrainDataset(Dataset):
         self.pseudo_raw_ratio = float(getattr(opt, "pseudo_raw_ratio", 0.0) or 0.0)
         if not 0.0 <= self.pseudo_raw_ratio <= 1.0:
             raise UserError(f"--pseudo_raw_ratio {self.pseudo_raw_ratio} must lie in [0, 1]")
+        self.raw_source = getattr(opt, "raw_source", None) or DEFAULT_RAW_SOURCE
+        if self.raw_source not in RAW_SOURCES:
+            raise UserError(f"--raw_source {self.raw_source!r} is not one of {', '.join(RAW_SOURCES)}")
         self.holdout_every = int(getattr(opt, "holdout_every", 0) or 0)
         if self.holdout_every < 0:
             raise UserError(f"--holdout_every {self.holdout_every} must be 0 (no hold-out) or positive")
@@ -363,42 +416,9 @@ class RawrrTrainDataset(Dataset):
         return items
 
     def _photo_paths(self) -> tuple[list[Path], list[Path]]:
-        a1, a2 = (self.root / name for name in SYN_FOLDERS)
-        if a1.is_dir() or a2.is_dir():
-            if not (a1.is_dir() and a2.is_dir()):
-                have, lack = (a1, a2) if a1.is_dir() else (a2, a1)
-                raise UserError(f"{self.root} has {have.name} but no {lack.name}: give both (T, R sources) or neither")
-            lists = []
-            for folder in (a1, a2):
-                paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RGB_EXTENSIONS)
-                if not paths:
-                    raise UserError(f"photo folder {folder} holds no images ({', '.join(RGB_EXTENSIONS)})")
-                lists.append(paths)
-            self.shared_pool = False
-            return lists[0], lists[1]
-
-        def excluded(path: Path) -> bool:
-            parts = path.relative_to(self.root).parts[:-1]
-            return any(
-                p.startswith(".") or any(fnmatch.fnmatch(p, pat) for pat in LAYOUT_FOLDER_PATTERNS) for p in parts
-            )
-
-        paths = sorted(
-            p
-            for p in self.root.rglob("*")
-            if p.is_file() and p.suffix.lower() in RGB_EXTENSIONS and not p.name.startswith(".") and not excluded(p)
-        )
-        if not paths:
-            raise UserError(
-                f"photo folder {self.root} holds no images for synthesis (looked recursively for "
-                f"{', '.join(RGB_EXTENSIONS)}, or in {' and '.join(SYN_FOLDERS)})"
-            )
-        if len(paths) < 2:
-            raise UserError(
-                f"photo folder {self.root} holds only 1 photo ({paths[0].name}); synthesis needs at least 2 so that "
-                "T and R come from different photos"
-            )
-        return paths, paths
+        t_paths, r_paths = synthesis_photo_paths(self.root)
+        self.shared_pool = t_paths is r_paths
+        return t_paths, r_paths
 
     def _prepare_photo(self, path: Path) -> np.ndarray:
         rgb = read_rgb(path)
@@ -462,9 +482,12 @@ class RawrrTrainDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
         rng = self.rng_for(index)
-        if rng.random() < self.real_ratio:
-            return self._real_sample(rng)
-        return self._synthetic_sample(rng)
+        item = self._real_sample(rng) if rng.random() < self.real_ratio else self._synthetic_sample(rng)
+        if self.raw_source == "rgb":  # the RGB-only twin: no draw here, so everything but the RAW stays the same
+            for role in ROLES:
+                if role != "R" or bool(item["has_R"]):  # a missing R keeps its zero placeholder
+                    item[f"{role}_raw"] = pseudo_packed_raw(item[f"{role}_rgb"]).contiguous()
+        return item
 
     def _pick_photos(self, rng: np.random.Generator):
         ti = int(rng.integers(len(self.T_photos)))

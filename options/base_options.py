@@ -13,6 +13,7 @@ import torch
 
 import data
 import models
+from data.pseudo_raw import DEFAULT_RAW_SOURCE, RAW_SOURCES
 from models.mcdrnet import CA_REDUCTION
 from util.errors import UserError
 from util.files import atomic_write_text
@@ -48,6 +49,10 @@ class BaseOptions:
         g.add_argument("--epoch", default="final", help="weights to load: <epoch>_net_G_T.pth")
         g.add_argument("--num_threads", type=int, default=0, help="data-loading worker processes (0 = in the main one)")
         g.add_argument("--max_dataset_size", type=int, default=sys.maxsize, help=argparse.SUPPRESS)
+        g.add_argument("--raw_source", default=None, choices=RAW_SOURCES,
+                       help="the network's RAW input: sensor = the data's own RAW; rgb = made from the RGB image by "
+                       "the fixed inverse ISP of data/pseudo_raw.py for every image (the RGB-only twin, "
+                       "scripts/raw_vs_rgb.py); default: the checkpoint folder's train_opt.txt, else sensor")
         g.add_argument("--suffix", default="", help="suffix appended to --name, e.g. {netG}_ngf{ngf}")
         g.add_argument("--verbose", action="store_true", help="print more (network size, model creation)")
 
@@ -99,6 +104,7 @@ class BaseOptions:
         opt.explicit = {a.dest for a in self.parser._actions if any(s in argv for s in a.option_strings)}
         opt.gpu_ids, opt.device = resolve_device(opt.gpu_ids)
         resolve_architecture(opt)
+        resolve_raw_source(opt)
         self.opt = opt
         if save:
             save_options(opt, self.parser)
@@ -209,6 +215,23 @@ def resolve_architecture(opt) -> None:
     defaults = {"ngf": DEFAULT_NGF, "num_cab": DEFAULT_NUM_CAB}
     for k in missing:
         setattr(opt, k, found.get(k, defaults[k]))
+
+
+def resolve_raw_source(opt) -> None:
+    """Fill ``--raw_source`` when not given, as ``--ngf``: the checkpoint folder's ``train_opt.txt`` (a network trained
+    on RAW made from RGB is evaluated and resumed that way), else ``sensor``. A new training run never gets here without
+    a value (train_options sets ``sensor``). Resuming a run with another ``--raw_source`` than it was trained with is
+    refused: the twins of scripts/raw_vs_rgb.py must differ in nothing else."""
+    train_opt = experiment_dir(opt) / "train_opt.txt"
+    saved = read_saved_options(train_opt).get("raw_source") if train_opt.is_file() else None
+    saved = saved if saved in RAW_SOURCES else None
+    given = getattr(opt, "raw_source", None)
+    if given is None:
+        opt.raw_source = saved or DEFAULT_RAW_SOURCE
+    elif getattr(opt, "is_train", False) and getattr(opt, "continue_train", False) and saved and saved != given:
+        raise UserError(f"cannot resume {experiment_dir(opt)} with --raw_source {given}: it was trained with "
+                        f"--raw_source {saved}; leave the flag out, or start a new run (--init_from to start from "
+                        "its weights)")
 
 
 def format_options(opt, parser) -> str:

@@ -6,6 +6,7 @@ samples per epoch and the synthesis model are dataset options (``data/rawrr_trai
 
 import math
 
+from data.pseudo_raw import DEFAULT_RAW_SOURCE
 from data.rawrr_dataset import EVAL_RESIZE_CHOICES
 from data.rawrr_train_dataset import CROP_MULTIPLE
 from models.networks import LR_POLICIES
@@ -116,6 +117,8 @@ class TrainOptions(BaseOptions):
             for key in ARCH_FLAGS:
                 if getattr(opt, key) is None:
                     setattr(opt, key, defaults[key])
+            if opt.raw_source is None:
+                opt.raw_source = DEFAULT_RAW_SOURCE
         return opt
 
     def parse(self, argv=None, save=True):

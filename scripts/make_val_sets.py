@@ -143,30 +143,12 @@ def _write_real(folder: Path, request: dict, layout) -> list[dict]:
     return items
 
 
-def _fit(rgb_u8, size, rng):
-    """Cover-scale a photo to at least ``size`` (Lanczos), then crop ``size`` at a seeded offset."""
-    import numpy as np
-    from PIL import Image
-
-    h, w = rgb_u8.shape[:2]
-    H, W = size
-    if h > w:  # portrait photos lie down, so that every item has the same landscape size
-        rgb_u8 = np.ascontiguousarray(rgb_u8.transpose(1, 0, 2))
-        h, w = w, h
-    scale = max(H / h, W / w)
-    new_w, new_h = max(W, round(w * scale)), max(H, round(h * scale))
-    if (new_h, new_w) != (h, w):
-        rgb_u8 = np.asarray(Image.fromarray(rgb_u8).resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.uint8)
-    top, left = int(rng.integers(0, new_h - H + 1)), int(rng.integers(0, new_w - W + 1))
-    return rgb_u8[top : top + H, left : left + W]
-
-
 def _write_synthetic(folder: Path, request: dict) -> list[dict]:
     import numpy as np
     import torch
 
     from data.cameras import DEFAULT_PROFILE
-    from data.image_io import read_rgb, write_png16, write_rgb
+    from data.image_io import fit_photo, read_rgb, write_png16, write_rgb
     from util.metrics import psnr, to_uint8
     from util.synthesis import (
         raw_to_counts,
@@ -199,8 +181,8 @@ def _write_synthetic(folder: Path, request: dict) -> list[dict]:
         for _draw in range(MAX_DRAWS):
             r_index = int(rng.integers(len(names) - 1))
             r_name = names[r_index + (r_index >= names.index(t_name))]  # a different photo
-            T = as_tensor(_fit(photo(t_name), size, rng))
-            R = as_tensor(_fit(photo(r_name), size, rng))
+            T = as_tensor(fit_photo(photo(t_name), size, rng))
+            R = as_tensor(fit_photo(photo(r_name), size, rng))
             if upstream_source_skip(T, R):
                 continue
             if request["model"] == "upstream":

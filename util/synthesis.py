@@ -83,6 +83,10 @@ class PhysicalConfig:
     blur of both scenes before they reach the sensor (lens + optical low-pass filter, as in real cameras): without it,
     pixel-sharp photos alias on the Bayer grid and bilinear demosaicking adds strong zipper and colour-moire
     artefacts (on Kodak crops it renders 21-29 dB PSNR from the source; 0.7 px halves the error of the demosaic).
+    ``exposure``: log-uniform range of a gain on all the light reaching the sensor (the scene through the glass and,
+    alike, the targets T and R): above 1 the rendered RGB clips where the RAW still has headroom (the ISP's white
+    balance and colour matrix push values up before its clip), below 1 the scene is dark. Drawn only when the range
+    is not a single value, so the default (1, 1) draws nothing and leaves every other draw as it was.
     """
 
     transmittance: tuple[float, float] = (0.75, 1.0)
@@ -95,6 +99,7 @@ class PhysicalConfig:
     spatial_floor: float = 0.3
     shot_noise: tuple[float, float] = (1e-4, 1e-3)
     lens_sigma: float = 0.7
+    exposure: tuple[float, float] = (1.0, 1.0)
 
 
 DEFAULT_PHYSICAL_CONFIG = PhysicalConfig()
@@ -358,9 +363,10 @@ def synthesize_physical(
 
     * ``T_lin = lens(unprocess_scene(T_srgb, isp))``, ``R_lin = lens(unprocess_scene(R_srgb, isp))`` (``lens``:
       Gaussian blur of ``config.lens_sigma`` px, the camera's optical low-pass);
-    * reflection component ``R_comp = g * S * ghost(blur(R_lin, sigma))``: Gaussian blur (applied together with the
-      lens blur, as one blur of sqrt(lens_sigma^2 + sigma^2)), optional double image
-      ``(x + k * shift(x)) / (1 + k)``, smooth spatial gain ``S`` in [floor, 1], reflection gain ``g``;
+    * reflection component ``R_comp = e * g * S * ghost(blur(R_lin, sigma))``: Gaussian blur (applied together with
+      the lens blur, as one blur of sqrt(lens_sigma^2 + sigma^2)), optional double image
+      ``(x + k * shift(x)) / (1 + k)``, smooth spatial gain ``S`` in [floor, 1], reflection gain ``g``, exposure
+      ``e`` (``config.exposure``; 1 by default), which also scales ``T_lin``;
     * ``I_lin = a * T_lin + R_comp`` (glass transmittance ``a``);
     * ``I_raw`` = packed RGGB mosaic of ``I_lin`` + Gaussian noise of variance ``shot * I + read``, quantised to
       sensor counts (saturating at white); ``T_raw``/``R_raw`` = packed mosaics of ``T_lin`` (without the glass:
@@ -371,7 +377,7 @@ def synthesize_physical(
 
     ``params``: ``isp`` (ISPParams), ``transmittance``, ``reflection_gain``, ``blur_sigma``, ``ghost`` (None or
     ``{"shift": (dy, dx), "strength": k}``), ``spatial`` (``center``, ``sigma``), ``shot_noise``, ``read_noise``
-    (variances in normalised units), ``camera``. :func:`params_to_json` makes it JSON-safe.
+    (variances in normalised units), ``exposure``, ``camera``. :func:`params_to_json` makes it JSON-safe.
     """
     cfg = config or DEFAULT_PHYSICAL_CONFIG
     T = _as_image(T_srgb, "T_srgb")
@@ -395,13 +401,15 @@ def synthesize_physical(
     spatial, spatial_params = _spatial_gain(h, w, rng, cfg)
     shot = _log_uniform(rng, *cfg.shot_noise)
     read = float(math.exp(READ_NOISE_SLOPE * math.log(shot) + READ_NOISE_INTERCEPT + rng.normal(0.0, READ_NOISE_STD)))
+    low, high = (float(v) for v in cfg.exposure)
+    exposure = low if low == high else _log_uniform(rng, low, high)  # no draw for a fixed exposure (the default)
 
-    T_lin = gaussian_blur(unprocess_scene(T, isp), cfg.lens_sigma)
+    T_lin = exposure * gaussian_blur(unprocess_scene(T, isp), cfg.lens_sigma)  # x 1.0 changes no bit
     R_lin = gaussian_blur(unprocess_scene(R, isp), math.hypot(cfg.lens_sigma, sigma))
     if ghost is not None:
         k = ghost["strength"]
         R_lin = (R_lin + k * _shift(R_lin, *ghost["shift"])) / (1 + k)
-    R_comp = reflection_gain * spatial * R_lin
+    R_comp = exposure * reflection_gain * spatial * R_lin
     I_lin = transmittance * T_lin + R_comp
 
     I_clean = pack_linear(I_lin)
@@ -420,6 +428,7 @@ def synthesize_physical(
         "spatial": spatial_params,
         "shot_noise": shot,
         "read_noise": read,
+        "exposure": exposure,
         "camera": profile.name,
     }
     return {
