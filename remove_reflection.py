@@ -44,6 +44,7 @@ from models.checkpoint import infer_generator_shape, load_generator_weights, loa
 from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled
 from options.base_options import resolve_device
+from util.allocator import keep_buffers_mapped
 from util.dng import check_dng_writer, read_source_metadata
 from util.errors import FileSystemError, UserError, file_system_error, run_cli, unwrap_worker_error
 from util.files import link_problem
@@ -322,6 +323,7 @@ def main(argv=None, net=None) -> int:
     ``net``: a generator to run instead of the weights of ``--checkpoint`` (its forward as CR3Net's; tests pass
     :class:`models.inference.IdentityNet`, the network that removes nothing).
     """
+    keep_buffers_mapped()  # large buffers stay mapped between layers (util/allocator.py)
     args = parse_args(sys.argv[1:] if argv is None else argv)
     jobs = collect_jobs(args.inputs)
     out_dir = Path(args.out_dir)

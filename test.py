@@ -27,6 +27,7 @@ from data import create_dataset, create_test_loader
 from data.image_io import write_rgb
 from models import create_model
 from options.test_options import TestOptions
+from util.allocator import keep_buffers_mapped
 from util.errors import UserError, file_system_error, run_cli, unwrap_worker_error
 from util.files import atomic_write_text
 from util.html_report import write_report
@@ -66,6 +67,7 @@ def results_folder(base: Path) -> Path:
 
 
 def main(argv=None) -> dict:
+    keep_buffers_mapped()  # large buffers stay mapped between layers (util/allocator.py)
     opt = TestOptions().parse(argv)
     torch.manual_seed(opt.seed)
     dataset = create_dataset(opt)

@@ -54,6 +54,7 @@ from models.inference import separate
 from models.rawrr_training import RAWRRTrainer
 from options.base_options import experiment_dir, save_options
 from options.train_options import TrainOptions
+from util.allocator import keep_buffers_mapped
 from util.errors import FileSystemError, UserError, run_cli, unwrap_worker_error
 from util.files import atomic_write_text, remove_dead_temps
 from util.learning_curve import write_learning_curve
@@ -341,6 +342,7 @@ def _agreed(flag: bool, world_size: int) -> bool:
 
 # ------------------------------------------------------------------------------------------------ main
 def main(argv=None) -> dict:
+    keep_buffers_mapped()  # large buffers stay mapped between layers (util/allocator.py)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     parser = TrainOptions()

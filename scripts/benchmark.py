@@ -57,6 +57,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from util.allocator import keep_buffers_mapped  # noqa: E402
 from util.errors import UserError, run_cli  # noqa: E402
 from util.precision import PRECISIONS, cpu_has_native_bf16, resolve_precision  # noqa: E402
 
@@ -225,28 +226,33 @@ def _timed_runs(step, spec: dict, device: torch.device) -> dict:
     Where the warm-up alone outlasts the budget, its last run is the one measurement (``cold``: it includes the
     first-call costs, small next to such a run) instead of starting another one that long.
     """
-    def timed() -> tuple[float, float]:
-        """(wall seconds, CPU seconds) of one ``step()``, synchronised on CUDA."""
+    def timed() -> tuple[float, float, float]:
+        """(wall, user CPU, system CPU) seconds of one ``step()``, synchronised on CUDA."""
         _sync(device)
-        start, cpu_start = time.perf_counter(), time.process_time()
+        start, cpu_start = time.perf_counter(), os.times()
         step()
         _sync(device)
-        return time.perf_counter() - start, time.process_time() - cpu_start
+        cpu_end = os.times()
+        return time.perf_counter() - start, cpu_end.user - cpu_start.user, cpu_end.system - cpu_start.system
 
-    warmup_s, warmup_cpu_s, seconds, cpu_seconds = [], [], [], []
+    warmup_s, seconds, user_seconds, sys_seconds = [], [], [], []
+    last_warmup = None
     for _ in range(spec["warmup"]):
-        wall, cpu = timed()
-        warmup_s.append(wall)
-        warmup_cpu_s.append(cpu)
+        last_warmup = timed()
+        warmup_s.append(last_warmup[0])
     if warmup_s and sum(warmup_s) > spec["budget"]:
-        return {"warmup_s": warmup_s, "seconds": warmup_s[-1:], "cpu_seconds": warmup_cpu_s[-1:], "cold": True}
+        wall, user, system = last_warmup
+        return {"warmup_s": warmup_s, "seconds": [wall], "user_seconds": [user], "sys_seconds": [system],
+                "cpu_seconds": [user + system], "cold": True}
     for i in range(spec["repeats"]):
         if i > 0 and sum(seconds) + statistics.median(seconds) > spec["budget"]:
             break
-        wall, cpu = timed()
+        wall, user, system = timed()
         seconds.append(wall)
-        cpu_seconds.append(cpu)
-    return {"warmup_s": warmup_s, "seconds": seconds, "cpu_seconds": cpu_seconds}
+        user_seconds.append(user)
+        sys_seconds.append(system)
+    return {"warmup_s": warmup_s, "seconds": seconds, "user_seconds": user_seconds, "sys_seconds": sys_seconds,
+            "cpu_seconds": [u + s for u, s in zip(user_seconds, sys_seconds, strict=True)]}
 
 
 def _memory_start(device: torch.device) -> int | None:
@@ -417,6 +423,8 @@ def worker_main(spec_path: str) -> None:
     spec["size"], spec["train_size"] = tuple(spec["size"]), tuple(spec["train_size"])
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
+    if spec.get("malloc", "keep") == "keep":
+        keep_buffers_mapped()
     device = torch.device(spec["device"])
     mode = parse_mode(spec["mode"])
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -482,6 +490,8 @@ def summarise(results: dict[str, dict], baseline: str, timeout: float) -> None:
     for r in results.values():
         r["median_s"] = _median(r.get("seconds", []))
         r["median_cpu_s"] = _median(r.get("cpu_seconds", []))
+        r["median_user_s"] = _median(r.get("user_seconds", []))
+        r["median_sys_s"] = _median(r.get("sys_seconds", []))
         r["n"] = len(r.get("seconds", []))
         r["speedup"] = base / r["median_s"] if base and r["median_s"] else None
         if r["status"] == "timeout" and base:
@@ -499,7 +509,7 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 def format_table(title: str, results: dict[str, dict], task: str, timeout: float) -> str:
     """A plain-text table of one task's results."""
     unit = "s/img" if task == "infer" else "s/step"
-    head = ["mode", "prec", f"{unit} (n)", "cpu s", "speed-up", "1st call s", "peak MiB", "+MiB"]
+    head = ["mode", "prec", f"{unit} (n)", "user s", "sys s", "speed-up", "1st call s", "peak MiB", "+MiB"]
     if task == "infer":
         head += ["PSNR T dB", "PSNR 8bit", "max|dT|", "rel err"]
     else:
@@ -509,10 +519,11 @@ def format_table(title: str, results: dict[str, dict], task: str, timeout: float
         if r["status"] != "ok":
             cell = f">{timeout:.0f}" if r["status"] == "timeout" else r["status"]
             speed = f"<{r['speedup_at_most']:.2f}x" if r.get("speedup_at_most") else "-"
-            rows.append([name, r.get("precision", "-"), cell, "-", speed] + ["-"] * (len(head) - 5))
+            rows.append([name, r.get("precision", "-"), cell, "-", "-", speed] + ["-"] * (len(head) - 6))
             continue
         count = f"{r['n']}, cold" if r.get("cold") else str(r["n"])
-        row = [name, r["precision"], f"{_fmt(r['median_s'], '.3f')} ({count})", _fmt(r["median_cpu_s"], ".2f"),
+        row = [name, r["precision"], f"{_fmt(r['median_s'], '.3f')} ({count})", _fmt(r["median_user_s"], ".2f"),
+               _fmt(r["median_sys_s"], ".2f"),
                _fmt(r["speedup"], ".2f") + "x", _fmt(r.get("first_call_s"), ".1f"), _fmt(r["peak_mib"], ".0f"),
                _fmt(r["peak_delta_mib"], ".0f")]
         if task == "infer":
@@ -585,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="", help="generator weights (.pth) instead of random ones (--ngf must match)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the random weights")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--malloc", default="keep", choices=("keep", "default"),
+                   help="keep = large buffers stay mapped between uses (util/allocator.py, what every entry point "
+                   "does); default = glibc's own behaviour (a fresh mmap and page faults for every large buffer)")
     p.add_argument("--quick", action="store_true", help="smoke run: small network and images unless given")
     p.add_argument("--json", default="", help="also write the results to this JSON file")
     return p
@@ -612,7 +626,7 @@ def resolve_args(args) -> dict:
     return {"device": args.device, "ngf": ngf, "num_cab": num_cab, "size": size, "train_size": train_size,
             "batch": args.batch, "warmup": args.warmup, "repeats": args.repeats, "budget": args.budget,
             "seed": args.seed, "threads": args.threads, "weights": str(Path(args.weights).resolve()) if args.weights
-            else "", "train_step": args.train_step}
+            else "", "train_step": args.train_step, "malloc": args.malloc}
 
 
 class Interrupted(Exception):
