@@ -6,6 +6,7 @@ nothing (T must be the input, R zero), :class:`ConstantGainNet` removes a fixed 
 share of the full-resolution input: a constant gain is carried to full resolution exactly).
 """
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -279,3 +280,46 @@ def test_test_py_at_work_resolution(tmp_path):
         TestOptions().parse([*common, "--work_megapixels", "2"], save=False)
     with pytest.raises(UserError, match=r"--guide_radius 3 applies to --work_megapixels only"):
         TestOptions().parse([*common, "--eval_resize", "none", "--guide_radius", "3"], save=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# scripts/measure_work_resolution.py
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def load_measure_script():
+    spec = importlib.util.spec_from_file_location("measure_work_resolution",
+                                                  ROOT / "scripts" / "measure_work_resolution.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_measure_script_quality(tmp_path, capsys):
+    script = load_measure_script()
+    data = make_test_set(tmp_path / "set", n=1, h=64, w=96)
+    weights = save_random_generator(tmp_path / "w.pth", ngf=8, num_cab=1)
+    numbers = tmp_path / "quality.json"
+    result = script.main(["--dataroot", str(data), "--checkpoint", str(weights), "--work_megapixels", "0.002",
+                          "--work_divisors", "4", "--representations", "gain", "direct", "--tile", "32",
+                          "--gpu_ids", "-1", "--precision", "fp32", "--json", str(numbers)])
+    assert [r["mode"] for r in result["rows"]] == [
+        "whole", "tiled", "work 0.002 MP gain r1 eps0.0001", "work 0.002 MP direct r1 eps0.0001",
+        "work 1/4 px gain r1 eps0.0001", "work 1/4 px direct r1 eps0.0001"]
+    rows = json.loads(numbers.read_text())["rows"]
+    assert all(np.isfinite(r["T_psnr"]) and 0 < r["T_ssim"] <= 1 and r["seconds"] > 0 for r in rows)
+    assert rows[0]["delta_vs_whole_db"] == 0 and rows[2]["working_size"] == "56x40"
+    assert rows[4]["working_size"] == "48x32" and rows[1]["reference"] == "whole"
+    assert [s["mode"] for s in result["summary"]] == [r["mode"] for r in rows]
+    assert "| set | whole | 1 |" in capsys.readouterr().out
+
+
+def test_measure_script_timing(tmp_path):
+    pytest.importorskip("pidng")
+    script = load_measure_script()
+    result = script.main(["--megapixels", "0.1", "--ngf", "8", "--num_cab", "1", "--work_megapixels", "0.05",
+                          "--tile", "64", "--gpu_ids", "-1", "--precision", "fp32", "--json", str(tmp_path / "t.json")])
+    (row,) = result["rows"]
+    assert row["photo"] == "386x258" and row["working_size"] == "272x184"
+    assert row["seconds"] >= row["remove_seconds"] > 0 and row["peak_rss_gb"] > 0
+    assert json.loads((tmp_path / "t.json").read_text())["rows"][0]["work_megapixels"] == 0.05
