@@ -3,6 +3,7 @@
     python remove_reflection.py PHOTO.dng [PHOTO.jpg] -o OUT_DIR
     python remove_reflection.py FOLDER -o OUT_DIR --save_reflection
     python remove_reflection.py FOLDER -o OUT_DIR --raw_out --format tiff16 --page     # for a RAW developer
+    python remove_reflection.py FOLDER -o OUT_DIR --work_megapixels 2      # fast: the network at about 2 megapixels
 
 For each RAW file the RGB side is the camera's JPEG beside it (same stem: x.NEF + x.JPG) or given right after it,
 else an sRGB rendering of the RAW itself (camera white balance, no auto-brightness). Writes ``<stem>_T.png`` (and
@@ -10,7 +11,9 @@ else an sRGB rendering of the RAW itself (camera white balance, no auto-brightne
 or ``tiff16`` (16-bit TIFF of the float result, ``<stem>_T.tif``) instead. ``--raw_out`` adds ``<stem>_T.dng``: the
 photo's own RAW with the reflection removed, with its metadata, for a RAW developer (:mod:`data.raw_out`).
 ``--page`` adds ``index.html``: each photo beside its result (and its reflection), as previews in ``previews/``
-that link to the full files.
+that link to the full files. The network runs at full resolution in tiles, or with ``--work_megapixels MP`` on the
+photo scaled down to about MP megapixels, its result carried to full resolution by a guided filter
+(:mod:`models.work_resolution`): minutes instead of hours for a large photo on a CPU.
 
 Nothing is overwritten by surprise: output names are planned before any inference; photos that share a name
 (``a/x.NEF b/x.NEF``, ``x.KDC x.kdc``) get ``x_T``, ``x-2_T``, ... (printed); a file of those names (results, DNGs,
@@ -39,10 +42,23 @@ from data.camera_raw import (
     render_rgb,
 )
 from data.image_io import RGB_EXTENSIONS, write_rgb, write_rgb16
-from data.raw_out import DEFAULT_RAW_MOSAIC, RAW_MOSAIC_MODES, reflection_free_mosaic, write_reflection_free_dng
+from data.raw_out import (
+    DEFAULT_RAW_MOSAIC,
+    MODES_USING_T_RAW,
+    RAW_MOSAIC_MODES,
+    reflection_free_mosaic,
+    write_reflection_free_dng,
+)
 from models.checkpoint import infer_generator_shape, load_generator_weights, load_state_dict_file
 from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled
+from models.work_resolution import (
+    DEFAULT_GUIDE_EPS,
+    DEFAULT_GUIDE_RADIUS,
+    check_work_resolution,
+    separate_at_work_resolution,
+    work_size,
+)
 from options.base_options import resolve_device
 from util.allocator import keep_buffers_mapped
 from util.dng import check_dng_writer, read_source_metadata
@@ -104,11 +120,23 @@ def parse_args(argv):
                    help=f"overlap between tiles in RGB pixels (even; default {DEFAULT_OVERLAP}, at most half the tile)")
     g.add_argument("--gpu_ids", default="", help="GPU id (e.g. 0); -1 = CPU; default: GPU 0 when there is one")
     g.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision (see README)")
+    g = p.add_argument_group("working resolution (fast full-resolution results)")
+    g.add_argument("--work_megapixels", type=float, default=0.0, metavar="MP",
+                   help="run the network on the photo scaled down to about MP megapixels and carry its result to full "
+                   "resolution with a guided filter (e.g. 2; --tile then applies to the working image); 0 = the "
+                   "network at full resolution")
+    g.add_argument("--guide_radius", type=int, default=None,
+                   help=f"guided filter window radius in working pixels (default {DEFAULT_GUIDE_RADIUS}; 0 = plain "
+                   "bilinear upsampling); with --work_megapixels")
+    g.add_argument("--guide_eps", type=float, default=None,
+                   help=f"guided filter regularisation, linear light squared (default {DEFAULT_GUIDE_EPS:g}); with "
+                   "--work_megapixels")
     args = p.parse_args(argv)
     low, high = JPEG_QUALITY_RANGE
     if not low <= args.quality <= high:
         raise UserError(f"--quality {args.quality} is outside {low}..{high} (JPEG quality; 95 is visually lossless)")
     args.tile_overlap = check_tiling(args.tile, args.tile_overlap)
+    args.guide_radius, args.guide_eps = check_work_resolution(args.work_megapixels, args.guide_radius, args.guide_eps)
     if args.raw_mosaic is not None and not args.raw_out:
         raise UserError(f"--raw_mosaic {args.raw_mosaic} applies to --raw_out only; add --raw_out or drop it")
     if args.preview_size is not None and not args.page:
@@ -258,24 +286,42 @@ class PhotoResult:
     job: Job
     files: dict[str, Path]  # what was written, by kind (job_outputs)
     size: tuple[int, int]  # (width, height) of the results, viewing orientation
+    seconds: dict[str, float]  # wall time of each stage: read (RAW, RGB), remove (the network and upsampling), write
 
 
 def process(job: Job, net, args, device, precision, channels_last, out_dir: Path, network: str) -> PhotoResult:
+    start = time.perf_counter()
     raw = read_camera_raw(job.raw)
     rgb_u8 = load_jpeg_partner(job.rgb, raw) if job.rgb is not None else render_rgb(raw)
     I_rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1)[None].float().div_(255)
     I_raw = torch.from_numpy(raw.packed())[None]
     h, w = raw.size
-    tiles = tqdm(total=None, desc=f"  {job.raw.name} ({w}x{h})", unit="tile", leave=False, file=sys.stdout)
+    seconds = {"read": time.perf_counter() - start}
+    size = work_size(h, w, args.work_megapixels) if args.work_megapixels else None
+    if args.work_megapixels and size is None:
+        print(f"note: {job.raw.name} ({w}x{h}) is not larger than --work_megapixels {args.work_megapixels:g}: the "
+              "network runs at its full resolution")
+    working = f" -> {size[1]}x{size[0]}" if size else ""
+    tiles = tqdm(total=None, desc=f"  {job.raw.name} ({w}x{h}{working})", unit="tile", leave=False, file=sys.stdout)
 
     def progress(done, total):
         tiles.total = total
         tiles.update(1)
 
+    start = time.perf_counter()
     with torch.inference_mode():
-        out = separate_tiled(net, I_rgb, I_raw, args.tile, args.tile_overlap, device, precision, channels_last,
-                             progress=progress)
+        if size is not None:
+            uses_raw = args.raw_out and args.raw_mosaic in MODES_USING_T_RAW
+            keys = [f"{kind}_rgb" for kind in result_kinds(args)] + (["T_raw"] if uses_raw else [])
+            out = separate_at_work_resolution(net, I_rgb, I_raw, args.work_megapixels, device, precision, channels_last,
+                                              args.tile, args.tile_overlap, args.guide_radius, args.guide_eps,
+                                              keys=keys, progress=progress)
+        else:
+            out = separate_tiled(net, I_rgb, I_raw, args.tile, args.tile_overlap, device, precision, channels_last,
+                                 progress=progress)
     tiles.close()
+    seconds["remove"] = time.perf_counter() - start
+    start = time.perf_counter()
     files = job_outputs(out_dir, job, args)
     viewed = {"I": apply_orientation(rgb_u8, raw.orientation)}
     for kind in result_kinds(args):
@@ -288,14 +334,15 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     if args.raw_out:
         source = read_source_metadata(raw.path, raw.size)
         mosaic = reflection_free_mosaic(raw, I_rgb, out, args.raw_mosaic, source.render_matrix)
-        description = (f"{job.raw.name} with the reflection removed by CR3Net ({network}; --raw_mosaic "
-                       f"{args.raw_mosaic})")
+        how = f"--raw_mosaic {args.raw_mosaic}" + (f", --work_megapixels {args.work_megapixels:g}" if size else "")
+        description = f"{job.raw.name} with the reflection removed by CR3Net ({network}; {how})"
         write_reflection_free_dng(files["T_dng"], raw, mosaic, source, description)
     if args.page:
         for kind, image in viewed.items():
             write_rgb(files[f"preview_{kind}"], make_preview(image, args.preview_size), quality=PREVIEW_QUALITY)
+    seconds["write"] = time.perf_counter() - start
     view_h, view_w = viewed["I"].shape[:2]
-    return PhotoResult(job, files, (view_w, view_h))
+    return PhotoResult(job, files, (view_w, view_h), seconds)
 
 
 def write_page(out_dir: Path, results: list[PhotoResult], failed: list[tuple[Path, str]], header: list[str]) -> Path:
@@ -340,7 +387,9 @@ def main(argv=None, net=None) -> int:
         network = f"network {type(net).__name__}"
     channels_last = True
     net = to_memory_format(net, channels_last)
-    print(f"{len(jobs)} photo(s); {network}; {device}, {precision}, tile {args.tile}")
+    working = (f", working resolution about {args.work_megapixels:g} MP (guided filter radius {args.guide_radius}, "
+               f"eps {args.guide_eps:g})" if args.work_megapixels else "")
+    print(f"{len(jobs)} photo(s); {network}; {device}, {precision}, tile {args.tile}{working}")
     failed, results = [], []
     for job in tqdm(jobs, desc="photos", unit="photo", file=sys.stdout, disable=len(jobs) < 2):
         start = time.perf_counter()
@@ -358,11 +407,15 @@ def main(argv=None, net=None) -> int:
         results.append(result)
         source = job.rgb.name if job.rgb else "rendered from the RAW"
         shown = [str(p) for kind, p in result.files.items() if not kind.startswith("preview_")]
-        print(f"{job.raw.name} (RGB: {source}) -> {', '.join(shown)} [{time.perf_counter() - start:.1f} s]")
+        stages = ", ".join(f"{stage} {t:.1f}" for stage, t in result.seconds.items())
+        print(f"{job.raw.name} (RGB: {source}) -> {', '.join(shown)} [{time.perf_counter() - start:.1f} s: {stages}]")
     if args.page:
         header = [f"{len(results)} of {len(jobs)} photo(s); {network}."]
         if args.raw_out:
             header.append(f"DNG mosaic: --raw_mosaic {args.raw_mosaic} (see the README).")
+        if args.work_megapixels:
+            header.append(f"Network at about {args.work_megapixels:g} MP, result carried to full resolution by a "
+                          f"guided filter (radius {args.guide_radius}, eps {args.guide_eps:g}).")
         print(f"before/after page: {write_page(out_dir, results, failed, header)}")
     if failed:
         print(f"\n{len(jobs) - len(failed)} of {len(jobs)} photo(s) done; {len(failed)} failed:", file=sys.stderr)

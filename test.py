@@ -82,9 +82,11 @@ def main(argv=None) -> dict:
     img_dir = out_dir / "images"
     lpips_model = None if opt.no_lpips else LPIPS(device=model.device)
     total = len(dataset) if opt.num_test <= 0 else min(opt.num_test, len(dataset))
+    working = (f", network at about {opt.work_megapixels:g} MP (guided filter radius {opt.guide_radius}, eps "
+               f"{opt.guide_eps:g})" if opt.work_megapixels else "")
     print(f"evaluating {total} image(s) from {opt.dataroot} with {model.loaded_weights} "
           f"(ngf {opt.ngf}, num_cab {opt.num_cab}) on {model.device}, precision {model.precision}, "
-          f"eval_resize {opt.eval_resize}, RAW from {opt.raw_source}; results in {out_dir}")
+          f"eval_resize {opt.eval_resize}{working}, RAW from {opt.raw_source}; results in {out_dir}")
 
     rows = []
     try:
@@ -149,6 +151,7 @@ def write_results(opt, model, out_dir: Path, rows: list[dict], total: int, error
         "ngf": opt.ngf,
         "num_cab": opt.num_cab,
         "eval_resize": opt.eval_resize,
+        "work_megapixels": getattr(opt, "work_megapixels", 0.0),
         "raw_source": opt.raw_source,
         "device": str(model.device),
         "precision": model.precision,

@@ -39,6 +39,7 @@ from util.isp import CANONICAL_CHANNELS, cfa_offsets, mosaic_rgb, pack_raw, srgb
 
 RAW_MOSAIC_MODES = ("ratio", "ratio_raw", "inverse_isp", "t_raw")
 DEFAULT_RAW_MOSAIC = "ratio"
+MODES_USING_T_RAW = ("ratio_raw", "t_raw")  # the modes that read the network's T_raw (the others T_rgb)
 # Added to T and I (linear, white = 1) before dividing: sRGB code 3 of 255 is 0.0009 linear; below that the 8-bit
 # input cannot express a ratio, and the gain tends to 1 (nothing changed) there.
 RATIO_EPS = 1e-3

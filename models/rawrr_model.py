@@ -10,6 +10,7 @@ import torch
 from models.checkpoint import load_generator_weights
 from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, separate_tiled
+from models.work_resolution import DEFAULT_GUIDE_EPS, DEFAULT_GUIDE_RADIUS, separate_at_work_resolution
 from util.errors import UserError
 from util.precision import resolve_precision, to_memory_format
 
@@ -75,10 +76,18 @@ class RAWRRModel:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
-        # whole image with --tile 0 (the default), else overlapping tiles; outputs come back on the CPU
-        out = separate_tiled(self.netG_T, self.input["I_rgb"], self.input["I_raw"], int(getattr(self.opt, "tile", 0)),
-                             getattr(self.opt, "tile_overlap", DEFAULT_OVERLAP), self.device, self.precision,
-                             self.channels_last)
+        # whole image with --tile 0 (the default), else overlapping tiles; with --work_megapixels the network runs on
+        # the image scaled down and its result is carried back by a guided filter; outputs come back on the CPU
+        tile, overlap = int(getattr(self.opt, "tile", 0)), getattr(self.opt, "tile_overlap", DEFAULT_OVERLAP)
+        work_megapixels = float(getattr(self.opt, "work_megapixels", 0) or 0)
+        if work_megapixels > 0:
+            out = separate_at_work_resolution(
+                self.netG_T, self.input["I_rgb"], self.input["I_raw"], work_megapixels, self.device, self.precision,
+                self.channels_last, tile, overlap, getattr(self.opt, "guide_radius", DEFAULT_GUIDE_RADIUS),
+                getattr(self.opt, "guide_eps", DEFAULT_GUIDE_EPS))
+        else:
+            out = separate_tiled(self.netG_T, self.input["I_rgb"], self.input["I_raw"], tile, overlap, self.device,
+                                 self.precision, self.channels_last)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.inference_seconds = time.perf_counter() - start

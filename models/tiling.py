@@ -8,6 +8,8 @@ it. Memory is that of one tile on the device plus the full-size float32 outputs 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from models.inference import separate
@@ -65,23 +67,49 @@ def _ramp(length: int, start: int, size: int, total: int, overlap: int) -> torch
     return w
 
 
-def separate_tiled(net, I_rgb, I_raw, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, device="cpu",
-                   precision: str = "fp32", channels_last: bool = True, progress=None) -> dict[str, torch.Tensor]:
+def fitted_tile(h: int, w: int, max_tile: int, overlap: int = DEFAULT_OVERLAP) -> tuple[int, int]:
+    """Rectangular tiles (height, width) for an h x w image: as few per axis as tiles of ``max_tile`` would need, each
+    as small as covers the image with that many (multiples of ``SIZE_MULTIPLE``, at most ``max_tile``).
+
+    Square tiles of ``max_tile`` waste work where the image is not a whole number of tile steps: a 1224 px side takes
+    three 512 px tiles (1536 px computed) with a 64 px overlap, or three fitted ones of 456 px (1368 px). (0, 0)
+    where ``max_tile`` is 0 (run whole). For :func:`separate_tiled` on the working image of
+    :mod:`models.work_resolution`.
+    """
+    if max_tile <= 0:
+        return 0, 0
+    overlap = min(overlap, max_tile // 2) // 2 * 2
+    return _fitted_length(h, max_tile, overlap), _fitted_length(w, max_tile, overlap)
+
+
+def _fitted_length(length: int, max_tile: int, overlap: int) -> int:
+    if length <= max_tile:
+        return max_tile  # one tile along this axis
+    count = math.ceil((length - overlap) / (max_tile - overlap))
+    size = math.ceil((length + (count - 1) * overlap) / count)
+    return min(max_tile, math.ceil(size / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+
+def separate_tiled(net, I_rgb, I_raw, tile: int | tuple[int, int] = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                   device="cpu", precision: str = "fp32", channels_last: bool = True,
+                   progress=None) -> dict[str, torch.Tensor]:
     """Like :func:`models.inference.separate` for one image, tile by tile.
 
     I_rgb: (1, 3, H, W) float32 [0, 1] and I_raw: (1, 4, H/2, W/2) packed, normalised, on any device (the CPU for
-    large photos); ``tile`` a multiple of ``SIZE_MULTIPLE`` (0 = run whole). Tiles are moved to ``device`` one at a
-    time. Returns CPU float32 ``T_rgb``, ``R_rgb`` (1, 3, H, W) and ``T_raw``, ``R_raw`` (1, 4, H/2, W/2) in [0, 1].
+    large photos); ``tile`` a multiple of ``SIZE_MULTIPLE`` (0 = run whole), or (height, width) of rectangular tiles,
+    each a multiple of ``SIZE_MULTIPLE`` (:func:`fitted_tile`). Tiles are moved to ``device`` one at a time. Returns
+    CPU float32 ``T_rgb``, ``R_rgb`` (1, 3, H, W) and ``T_raw``, ``R_raw`` (1, 4, H/2, W/2) in [0, 1].
     ``progress``: optional callable(done, total) after each tile.
     """
     _, _, h, w = I_rgb.shape
-    if tile <= 0 or (h <= tile and w <= tile):
+    tile_h, tile_w = (int(tile[0]), int(tile[1])) if isinstance(tile, tuple | list) else (int(tile), int(tile))
+    if tile_h <= 0 or tile_w <= 0 or (h <= tile_h and w <= tile_w):
         out = separate(net, I_rgb.to(device), I_raw.to(device), precision, channels_last)
         return {k: v.cpu() for k, v in out.items()}
-    if tile % SIZE_MULTIPLE:
+    if tile_h % SIZE_MULTIPLE or tile_w % SIZE_MULTIPLE:
         raise ValueError(f"tile size {tile} must be a multiple of {SIZE_MULTIPLE}")
-    overlap = min(overlap, tile // 2) // 2 * 2
-    th, tw = min(tile, h), min(tile, w)
+    overlap = min(overlap, min(tile_h, tile_w) // 2) // 2 * 2
+    th, tw = min(tile_h, h), min(tile_w, w)
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
     acc = {"T_rgb": torch.zeros(1, 3, h, w), "R_rgb": torch.zeros(1, 3, h, w),
            "T_raw": torch.zeros(1, 4, h // 2, w // 2), "R_raw": torch.zeros(1, 4, h // 2, w // 2)}

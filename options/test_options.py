@@ -1,6 +1,7 @@
 """Options of test.py (upstream names: --results_dir --num_test --eval --phase)."""
 
 from models.tiling import DEFAULT_OVERLAP, check_tiling
+from models.work_resolution import DEFAULT_GUIDE_EPS, DEFAULT_GUIDE_RADIUS, check_work_resolution
 from options.base_options import BaseOptions
 from util.errors import UserError
 
@@ -26,6 +27,16 @@ class TestOptions(BaseOptions):
         g.add_argument("--tile_overlap", type=int, default=None,
                        help=f"overlap of neighbouring tiles, in RGB pixels (even; default {DEFAULT_OVERLAP}, at most "
                        "half of --tile)")
+        g.add_argument("--work_megapixels", type=float, default=0.0, metavar="MP",
+                       help="with --eval_resize none: run the network on each image scaled down to about MP "
+                       "megapixels and carry its result to native resolution with a guided filter (as "
+                       "remove_reflection.py); 0 = the network at the evaluation size")
+        g.add_argument("--guide_radius", type=int, default=None,
+                       help=f"guided filter window radius in working pixels (default {DEFAULT_GUIDE_RADIUS}; 0 = "
+                       "plain bilinear upsampling); with --work_megapixels")
+        g.add_argument("--guide_eps", type=float, default=None,
+                       help=f"guided filter regularisation, linear light squared (default {DEFAULT_GUIDE_EPS:g}); "
+                       "with --work_megapixels")
         g.add_argument("--no_lpips", action="store_true", help="skip LPIPS (PSNR and SSIM only)")
         return parser
 
@@ -34,3 +45,7 @@ class TestOptions(BaseOptions):
         if opt.num_test < 0:
             raise UserError(f"--num_test {opt.num_test} is negative; give 0 (all images) or a count")
         opt.tile_overlap = check_tiling(opt.tile, opt.tile_overlap)
+        opt.guide_radius, opt.guide_eps = check_work_resolution(opt.work_megapixels, opt.guide_radius, opt.guide_eps)
+        if opt.work_megapixels and opt.eval_resize != "none":
+            raise UserError(f"--work_megapixels {opt.work_megapixels:g} works at native resolution: add --eval_resize "
+                            f"none (--eval_resize {opt.eval_resize} first scales every image to 640 px)")
