@@ -65,3 +65,39 @@ class PerceptualLoss(nn.Module):
         for w, p, t in zip(self.weights, pred_feats, target_feats, strict=True):
             loss = loss + w * F.l1_loss(p.float(), t.float())
         return loss
+
+
+EXCLUSION_LEVELS = 3  # scales of the exclusion loss: full, 1/2, 1/4 (Zhang et al. 2018 use three)
+
+
+def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences of (B, C, H, W) along x (B, C, H, W-1) and y (B, C, H-1, W)."""
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def exclusion_loss(T: torch.Tensor, R: torch.Tensor, levels: int = EXCLUSION_LEVELS, eps: float = 1e-3) -> torch.Tensor:
+    """Gradient exclusion between two predicted layers (after Zhang, Ng and Chen, CVPR 2018, eq. 3), per sample.
+
+    At each of ``levels`` scales (2x2 average pooling between them) and for x and y gradients separately:
+    ``rms(tanh(|dT| / mT) * tanh(|dR| / mR))``, where ``mT``, ``mR`` are the layer's mean absolute gradient in that
+    sample (plus ``eps``, detached). It is large where an edge is strong in both layers, so it pushes each edge into
+    one layer only, against the "R is a dim copy of I" failure. Two deviations from the paper, both to make the value
+    comparable across images: each layer is normalised by its own gradient scale (the paper balances the two layers
+    against each other, so its value still depends on their common scale), and RMS replaces the Frobenius norm.
+    ``T``, ``R``: (B, C, H, W), any float dtype (computed in float32). Returns (B,) float32: the mean over the scales
+    and both directions, in [0, 1); about unchanged (up to eps) when a layer is multiplied by a constant.
+    """
+    T, R = T.float(), R.float()
+    per_level = []
+    for level in range(levels):
+        if level:
+            if min(T.shape[-2:]) < 4:
+                break
+            T, R = F.avg_pool2d(T, 2), F.avg_pool2d(R, 2)
+        for dT, dR in zip(_gradients(T), _gradients(R), strict=True):
+            aT, aR = dT.abs(), dR.abs()
+            mT = aT.flatten(1).mean(1).detach().add(eps).view(-1, 1, 1, 1)
+            mR = aR.flatten(1).mean(1).detach().add(eps).view(-1, 1, 1, 1)
+            product = torch.tanh(aT / mT) * torch.tanh(aR / mR)
+            per_level.append(product.square().flatten(1).mean(1).add(1e-12).sqrt())
+    return torch.stack(per_level, 0).mean(0)

@@ -10,6 +10,10 @@ Generator loss (upstream's recipe; every weight is a flag)::
         + lambda_gan * LSGAN(D(T_rgb) -> real) + lambda_raw * (L1(T_raw) + L1(R_raw))
     D = (LSGAN(D(T_gt_rgb) -> real) + LSGAN(D(T_rgb) -> fake)) / 2
 
+Two terms beyond upstream, off by default: ``lambda_exclusion * Excl(T_rgb, R_rgb)`` (:func:`models.losses.
+exclusion_loss`, every sample) and ``--lambda_real_pixel``, which multiplies the T pixel terms of real samples
+(``is_real``) before the batch mean.
+
 Real and synthetic samples: synthetic samples and real triplets carry T and R targets in both domains; a real pair
 without a reflection layer (``has_R`` False, e.g. the RGB-only sets of Zhang et al.) has no R target, so the two R
 terms are means over the samples that have one (:func:`masked_mean`; 0 for a batch without any). ``is_real`` is only
@@ -41,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from models.checkpoint import infer_generator_shape, load_generator_weights, safe_torch_load
 from models.checkpoint_sets import set_paths, sync_members, write_set
-from models.losses import LSGANLoss, PerceptualLoss
+from models.losses import LSGANLoss, PerceptualLoss, exclusion_loss
 from models.networks import define_D, get_scheduler
 from options.base_options import add_flag_once
 from util.backbones import VGG_KINDS, load_vgg_features
@@ -52,7 +56,7 @@ PIXEL_LOSSES = ("mse", "psnr")
 PSNR_LOSS_EPS = 1e-4  # keeps the weight of a near-perfect sample bounded (about 40 dB)
 TRAIN_STATE_FORMAT = 1  # version of the <label>_train_state.pth layout
 DISPLAY_KEYS = ("I_rgb", "T_rgb", "T_gt_rgb", "R_rgb", "R_gt_rgb", "I_raw", "T_raw", "T_gt_raw")
-LOSS_NAMES = ("G", "G_MSE_T", "G_MSE_R", "G_VGG", "G_GAN", "G_raw_T", "G_raw_R", "D", "D_real", "D_fake")
+LOSS_NAMES = ("G", "G_MSE_T", "G_MSE_R", "G_VGG", "G_GAN", "G_raw_T", "G_raw_R", "G_excl", "D", "D_real", "D_fake")
 
 
 def add_training_options(parser):
@@ -67,6 +71,13 @@ def add_training_options(parser):
                   help="weight of the VGG perceptual L1 on T_rgb (relu1_1 / 2.6 + relu2_1 / 4.8)")
     add_flag_once(g, "--lambda_gan", type=float, default=0.01, help="weight of the LSGAN loss of G")
     add_flag_once(g, "--lambda_raw", type=float, default=1.0, help="weight of L1(T_raw) + L1(R_raw)")
+    add_flag_once(g, "--lambda_exclusion", type=float, default=0.0,
+                  help="weight of the gradient exclusion loss between predicted T_rgb and R_rgb (Zhang et al. 2018; "
+                  "0 = off as upstream; logged as G_excl either way)")
+    add_flag_once(g, "--lambda_real_pixel", type=float, default=1.0,
+                  help="multiplier of a real sample's T pixel terms (MSE(T_rgb), L1(T_raw)); 0 = real pairs teach "
+                  "through the VGG and GAN terms only, which misalignment and tone shifts of real pairs hurt less "
+                  "(Wei et al. 2019)")
     add_flag_once(g, "--ndf", type=int, default=64, help="filters of the first PatchGAN layer")
     add_flag_once(g, "--n_layers_D", type=int, default=3, help="strided layers of the PatchGAN")
     add_flag_once(g, "--vgg", default="auto", choices=VGG_KINDS,
@@ -117,7 +128,24 @@ def masked_mean(errors: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor
     return (per_sample * weights).sum() / weights.sum().clamp(min=1)
 
 
-def psnr_balanced_mean(errors: torch.Tensor, eps: float = PSNR_LOSS_EPS) -> torch.Tensor:
+def real_sample_weights(is_real: torch.Tensor | None, real_weight: float, batch: int, device) -> torch.Tensor | None:
+    """(B,) float32 weights of the samples' T pixel terms: ``real_weight`` for real samples, 1 for synthetic ones;
+    None (plain means) when the weight is 1 or the batch says nothing about realness."""
+    if is_real is None or real_weight == 1.0:
+        return None
+    weights = torch.ones(batch, device=device)
+    return torch.where(is_real.to(device).bool(), weights * real_weight, weights)
+
+
+def weighted_mean(errors: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the batch of each sample's mean error times its weight (``weights`` (B,) or None = all 1): a sample
+    of weight w counts w times as much as in the plain mean; weight 0 removes it."""
+    per_sample = errors.flatten(1).mean(1)
+    return per_sample.mean() if weights is None else (per_sample * weights).mean()
+
+
+def psnr_balanced_mean(errors: torch.Tensor, eps: float = PSNR_LOSS_EPS,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
     """``--pixel_loss psnr``: the mean of per-sample errors ``errors`` (B, ...), each sample weighted by
     ``(mean_j e_j + eps) / (e_i + eps)`` (``e_i`` its mean error; weights detached).
 
@@ -125,10 +153,16 @@ def psnr_balanced_mean(errors: torch.Tensor, eps: float = PSNR_LOSS_EPS) -> torc
     per-sample log error (i.e. of mean PSNR, as NAFNet's PSNR loss) times the batch's mean error: every sample counts
     by its relative error, so a few samples far off (a real pair whose ground truth was shot at another exposure)
     cannot dominate as they do under MSE, whose optimum over such pairs is a global brightness change.
+    ``weights`` (B,) (e.g. :func:`real_sample_weights`) multiply the samples' terms afterwards, as in
+    :func:`weighted_mean`; samples of weight 0 do not enter the batch's mean error either.
     """
     per_sample = errors.flatten(1).mean(1)
-    weights = ((per_sample.mean() + eps) / (per_sample + eps)).detach()
-    return (weights * per_sample).mean()
+    if weights is None:
+        weights = torch.ones_like(per_sample)
+    kept = weights > 0
+    mean_error = (per_sample * kept).sum() / kept.sum().clamp(min=1)
+    balance = ((mean_error + eps) / (per_sample + eps)).detach()
+    return (weights * balance * per_sample).mean()
 
 
 def _as_tuple(x):
@@ -211,12 +245,16 @@ class RAWRRTrainer:
         self.output = {"T_rgb": T_rgb, "R_rgb": R_rgb, "T_raw": T_raw, "R_raw": R_raw}
         T_rgb_f = T_rgb.float()
         has_R = x.get("has_R")
+        pixel_weights = real_sample_weights(x.get("is_real"), getattr(opt, "lambda_real_pixel", 1.0),
+                                            T_rgb_f.shape[0], T_rgb_f.device)
+        mse_T = F.mse_loss(T_rgb_f, x["T_rgb"], reduction="none")
         terms = {
-            "G_MSE_T": (F.mse_loss(T_rgb_f, x["T_rgb"]) if opt.pixel_loss == "mse"
-                        else psnr_balanced_mean(F.mse_loss(T_rgb_f, x["T_rgb"], reduction="none"))),
+            "G_MSE_T": (weighted_mean(mse_T, pixel_weights) if opt.pixel_loss == "mse"
+                        else psnr_balanced_mean(mse_T, weights=pixel_weights)),
             "G_MSE_R": masked_mean(F.mse_loss(R_rgb.float(), x["R_rgb"], reduction="none"), has_R),
-            "G_raw_T": F.l1_loss(T_raw.float(), x["T_raw"]),
+            "G_raw_T": weighted_mean(F.l1_loss(T_raw.float(), x["T_raw"], reduction="none"), pixel_weights),
             "G_raw_R": masked_mean(F.l1_loss(R_raw.float(), x["R_raw"], reduction="none"), has_R),
+            "G_excl": exclusion_loss(T_rgb, R_rgb).mean(),
         }
         # G's adversarial term through the plain D (no DDP hooks: D's parameters get no gradient from it)
         self.netD.requires_grad_(False)
@@ -226,7 +264,8 @@ class RAWRRTrainer:
         self.netD.requires_grad_(True)
         loss_G = (opt.lambda_mse_T * terms["G_MSE_T"] + opt.lambda_mse_R * terms["G_MSE_R"]
                   + opt.lambda_vgg * terms["G_VGG"] + opt.lambda_gan * terms["G_GAN"]
-                  + opt.lambda_raw * (terms["G_raw_T"] + terms["G_raw_R"]))
+                  + opt.lambda_raw * (terms["G_raw_T"] + terms["G_raw_R"])
+                  + getattr(opt, "lambda_exclusion", 0.0) * terms["G_excl"])
         # D on real and fake in one call (instance norm is per sample, so this equals two calls)
         batch = x["T_rgb"].shape[0]
         with autocast(self.device, self.precision):

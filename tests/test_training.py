@@ -155,7 +155,7 @@ def test_one_step_updates_g_and_d_with_finite_losses(setup, tmp_path):
     opt = trainer.opt
     total = (losses["G_MSE_T"] + losses["G_MSE_R"] + opt.lambda_vgg * losses["G_VGG"]
              + opt.lambda_gan * losses["G_GAN"] + losses["G_raw_T"] + losses["G_raw_R"])
-    assert losses["G"] == pytest.approx(total, rel=1e-5)
+    assert losses["G"] == pytest.approx(total, rel=1e-5)  # G_excl is logged, its weight is 0 by default
     assert losses["D"] == pytest.approx((losses["D_real"] + losses["D_fake"]) / 2, rel=1e-5)
     assert losses["real_fraction"] == 0  # photos only: every sample synthetic
     changed_g = [k for k, v in trainer.netG.state_dict().items() if not torch.equal(v, g0[k])]
@@ -209,6 +209,60 @@ def test_psnr_pixel_loss_weighs_samples_by_relative_error():
     torch.testing.assert_close(errors.grad, expected[:, None].expand(2, 2), rtol=1e-5, atol=0)
     ratio = (0.06 + PSNR_LOSS_EPS) / (0.002 + PSNR_LOSS_EPS)
     assert (errors.grad[0, 0] / errors.grad[1, 0]).item() == pytest.approx(ratio, rel=1e-4)
+
+
+def test_exclusion_loss_is_high_for_shared_edges_and_low_for_separate_ones():
+    from models.losses import exclusion_loss
+
+    gen = torch.Generator().manual_seed(0)
+
+    def blocks():  # piecewise-constant scenes: sparse edges, as in photographs
+        image = torch.zeros(2, 3, 64, 64)
+        for _ in range(6):
+            y, x = torch.randint(0, 48, (2,), generator=gen).tolist()
+            image[..., y:y + 16, x:x + 16] += torch.rand(2, 3, 1, 1, generator=gen)
+        return image
+
+    a, b = blocks(), blocks()
+    shared = exclusion_loss(a, 0.3 * a)  # "R is a dim copy of I": every edge in both layers
+    separate = exclusion_loss(a, b)  # independent scenes: edges overlap only by chance
+    assert shared.shape == (2,) and bool((shared > 3 * separate).all())
+    assert float(exclusion_loss(a, torch.full_like(a, 0.5)).max()) < 1e-3  # an edgeless layer shares nothing
+    # about invariant to the layers' scales, and differentiable in both layers
+    torch.testing.assert_close(exclusion_loss(a, 0.3 * a), exclusion_loss(a, 3.0 * a), rtol=0.02, atol=0)
+    T, R = a.clone().requires_grad_(), b.clone().requires_grad_()
+    exclusion_loss(T, R).sum().backward()
+    assert T.grad.abs().sum() > 0 and R.grad.abs().sum() > 0
+
+
+def test_exclusion_and_real_pixel_weight_enter_the_generator_loss(setup, tmp_path):
+    base, photos, _ = setup
+    trainer, batch = make_trainer(photos, tmp_path)
+    trainer.set_input(batch)
+    torch.manual_seed(0)
+    _, _, plain = trainer.compute_losses()
+    out = trainer.output
+    per_sample_mse = ((out["T_rgb"].float() - batch["T_rgb"]) ** 2).flatten(1).mean(1)
+    per_sample_l1 = (out["T_raw"].float() - batch["T_raw"]).abs().flatten(1).mean(1)
+    assert plain["G_excl"].item() > 0
+    # lambda_exclusion adds its weighted term to G, nothing else changes
+    trainer.opt.lambda_exclusion = 0.5
+    torch.manual_seed(0)
+    _, _, excl = trainer.compute_losses()
+    assert excl["G"].item() == pytest.approx(plain["G"].item() + 0.5 * plain["G_excl"].item(), rel=1e-5)
+    trainer.opt.lambda_exclusion = 0.0
+    # a real sample's T pixel terms scale by lambda_real_pixel (0: they leave the loss); synthetic ones keep weight 1
+    trainer.opt.lambda_real_pixel = 0.0
+    trainer.set_input(dict(batch, is_real=torch.tensor([False, True])))
+    torch.manual_seed(0)
+    _, _, real = trainer.compute_losses()
+    assert real["G_MSE_T"].item() == pytest.approx(per_sample_mse[0].item() / 2, rel=1e-5)
+    assert real["G_raw_T"].item() == pytest.approx(per_sample_l1[0].item() / 2, rel=1e-5)
+    assert real["G_VGG"].item() == pytest.approx(plain["G_VGG"].item(), rel=1e-5)
+    trainer.opt.pixel_loss = "psnr"  # the PSNR-balanced loss: a weight-0 sample drops out of its batch mean too
+    torch.manual_seed(0)
+    _, _, balanced = trainer.compute_losses()
+    assert balanced["G_MSE_T"].item() == pytest.approx(per_sample_mse[0].item() / 2, rel=1e-4)
 
 
 def test_pairs_only_real_folder_trains(setup, tmp_path):
