@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from data.cameras import DATASET_PROFILE_FILE, DEFAULT_PROFILE
-from data.image_io import fit_photo, read_rgb, write_png16, write_rgb
+from data.image_io import PhotoPairs, write_png16, write_rgb
 from data.rawrr_train_dataset import synthesis_photo_paths
 from data.splits import DEFAULT_HOLDOUT_EVERY, is_held_out
 from util.errors import UserError
@@ -165,29 +165,13 @@ def _poor_sources(T: torch.Tensor, R: torch.Tensor) -> bool:
 
 def _scenes(request: dict) -> list[dict]:
     """The (T, R) source crops of every item: the same for every condition of one request."""
-    root = Path(request["photos_root"])
-    names = request["photos"]
-    size = tuple(request["size_hw"])
-    cache: dict[str, np.ndarray] = {}
-
-    def photo(name: str) -> np.ndarray:
-        if name not in cache:
-            cache[name] = read_rgb(root / name)
-        return cache[name]
-
-    def as_tensor(u8: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(u8.transpose(2, 0, 1))).float() / RGB_WHITE
-
-    order = np.random.default_rng(request["seed"]).permutation(len(names))  # T photos from every folder
+    pairs = PhotoPairs(request["photos_root"], request["photos"], request["size_hw"], request["seed"])
     scenes = []
     for index in range(request["num"]):
         rng = np.random.default_rng([request["seed"], index])
-        t_name = names[int(order[index % len(names)])]
+        t_name = pairs.t_name(index)
         for _draw in range(MAX_DRAWS):
-            r_index = int(rng.integers(len(names) - 1))
-            r_name = names[r_index + (r_index >= names.index(t_name))]  # a different photo
-            T = as_tensor(fit_photo(photo(t_name), size, rng))
-            R = as_tensor(fit_photo(photo(r_name), size, rng))
+            r_name, T, R = pairs.draw(t_name, rng)
             if not _poor_sources(T, R):
                 break
         scenes.append({"T_source": t_name, "R_source": r_name, "T": T, "R": R})

@@ -225,3 +225,38 @@ def fit_photo(rgb_u8: np.ndarray, size: tuple[int, int], rng: np.random.Generato
         rgb_u8 = np.asarray(Image.fromarray(rgb_u8).resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.uint8)
     top, left = int(rng.integers(0, new_h - H + 1)), int(rng.integers(0, new_w - W + 1))
     return rgb_u8[top : top + H, left : left + W]
+
+
+class PhotoPairs:
+    """Seeded (T, R) source crops for a synthetic test set, from ``names`` (paths relative to ``root``): item
+    ``index`` takes its T photo from one seeded permutation of all names (so every folder contributes), and each draw
+    a different R photo and a :func:`fit_photo` crop of both (``scripts/make_val_sets.py``,
+    :mod:`data.condition_sets`). Photos are read once and cached."""
+
+    def __init__(self, root, names: list[str], size: tuple[int, int], seed: int):
+        self.root, self.names, self.size = Path(root), list(names), tuple(size)
+        self.order = np.random.default_rng(seed).permutation(len(self.names))
+        self._cache: dict[str, np.ndarray] = {}
+
+    def photo(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            self._cache[name] = read_rgb(self.root / name)
+        return self._cache[name]
+
+    def t_name(self, index: int) -> str:
+        return self.names[int(self.order[index % len(self.names)])]
+
+    def draw(self, t_name: str, rng: np.random.Generator):
+        """``(r_name, T, R)``: a random other photo, and ``size`` crops of both as (3, H, W) float tensors in [0, 1]
+        (three kinds of ``rng`` draws, in this order: the R photo, T's crop offset, R's crop offset)."""
+        import torch
+
+        r_index = int(rng.integers(len(self.names) - 1))
+        r_name = self.names[r_index + (r_index >= self.names.index(t_name))]  # a different photo
+
+        def as_tensor(u8: np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(u8.transpose(2, 0, 1))).float() / 255
+
+        T = as_tensor(fit_photo(self.photo(t_name), self.size, rng))
+        R = as_tensor(fit_photo(self.photo(r_name), self.size, rng))
+        return r_name, T, R

@@ -145,10 +145,9 @@ def _write_real(folder: Path, request: dict, layout) -> list[dict]:
 
 def _write_synthetic(folder: Path, request: dict) -> list[dict]:
     import numpy as np
-    import torch
 
     from data.cameras import DEFAULT_PROFILE
-    from data.image_io import fit_photo, read_rgb, write_png16, write_rgb
+    from data.image_io import PhotoPairs, write_png16, write_rgb
     from util.metrics import psnr, to_uint8
     from util.synthesis import (
         raw_to_counts,
@@ -159,30 +158,15 @@ def _write_synthetic(folder: Path, request: dict) -> list[dict]:
         upstream_source_skip,
     )
 
-    root = Path(request["source"])
-    names = request["photos"]
     size = tuple(request["size_hw"])
     vignette = scaled_vignette_size(*size)
-    cache: dict[str, np.ndarray] = {}
-
-    def photo(name):
-        if name not in cache:
-            cache[name] = read_rgb(root / name)
-        return cache[name]
-
-    def as_tensor(u8):
-        return torch.from_numpy(np.ascontiguousarray(u8.transpose(2, 0, 1))).float() / 255
-
-    order = np.random.default_rng(request["seed"]).permutation(len(names))  # T photos from every folder
+    pairs = PhotoPairs(request["source"], request["photos"], size, request["seed"])
     items = []
     for index in range(request["num"]):
         rng = np.random.default_rng([request["seed"], index])
-        t_name = names[int(order[index % len(names)])]
+        t_name = pairs.t_name(index)
         for _draw in range(MAX_DRAWS):
-            r_index = int(rng.integers(len(names) - 1))
-            r_name = names[r_index + (r_index >= names.index(t_name))]  # a different photo
-            T = as_tensor(fit_photo(photo(t_name), size, rng))
-            R = as_tensor(fit_photo(photo(r_name), size, rng))
+            r_name, T, R = pairs.draw(t_name, rng)
             if upstream_source_skip(T, R):
                 continue
             if request["model"] == "upstream":
