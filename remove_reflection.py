@@ -41,7 +41,6 @@ from data.camera_raw import (
     read_camera_raw,
     render_rgb,
 )
-from data.image_io import RGB_EXTENSIONS, write_rgb, write_rgb16
 from data.raw_out import (
     DEFAULT_RAW_MOSAIC,
     MODES_USING_T_RAW,
@@ -52,20 +51,14 @@ from data.raw_out import (
 from models.checkpoint import infer_generator_shape, load_generator_weights, load_state_dict_file
 from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled
-from models.work_resolution import (
-    DEFAULT_GUIDE_EPS,
-    DEFAULT_GUIDE_RADIUS,
-    check_work_resolution,
-    separate_at_work_resolution,
-    work_size,
-)
-from options.base_options import resolve_device
+from models.work_resolution import check_work_resolution, separate_at_work_resolution, work_size
+from options.base_options import add_work_resolution_flags, resolve_device
 from util.allocator import keep_buffers_mapped
 from util.dng import check_dng_writer, read_source_metadata
 from util.errors import FileSystemError, UserError, file_system_error, run_cli, unwrap_worker_error
 from util.files import link_problem
 from util.html_report import make_preview, write_before_after
-from util.metrics import to_uint8, to_uint16
+from util.image_io import RGB_EXTENSIONS, files_by_stem, to_uint8, to_uint16, write_rgb, write_rgb16
 from util.precision import PRECISIONS, resolve_precision, to_memory_format
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "demo" / "final_net_G_T.pth"
@@ -121,16 +114,9 @@ def parse_args(argv):
     g.add_argument("--gpu_ids", default="", help="GPU id (e.g. 0); -1 = CPU; default: GPU 0 when there is one")
     g.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision (see README)")
     g = p.add_argument_group("working resolution (fast full-resolution results)")
-    g.add_argument("--work_megapixels", type=float, default=0.0, metavar="MP",
-                   help="run the network on the photo scaled down to about MP megapixels and carry its result to full "
-                   "resolution with a guided filter (e.g. 2; --tile then applies to the working image); 0 = the "
-                   "network at full resolution")
-    g.add_argument("--guide_radius", type=int, default=None,
-                   help=f"guided filter window radius in working pixels (default {DEFAULT_GUIDE_RADIUS}; 0 = plain "
-                   "bilinear upsampling); with --work_megapixels")
-    g.add_argument("--guide_eps", type=float, default=None,
-                   help=f"guided filter regularisation, linear light squared (default {DEFAULT_GUIDE_EPS:g}); with "
-                   "--work_megapixels")
+    add_work_resolution_flags(g, "run the network on the photo scaled down to about MP megapixels and carry its result "
+                              "to full resolution with a guided filter (e.g. 2; --tile then applies to the working "
+                              "image); 0 = the network at full resolution")
     args = p.parse_args(argv)
     low, high = JPEG_QUALITY_RANGE
     if not low <= args.quality <= high:
@@ -153,7 +139,8 @@ def parse_args(argv):
 
 
 def collect_jobs(inputs) -> list[Job]:
-    """RAW files (with an optional JPEG right after each) and folders -> jobs, in the order given."""
+    """RAW files (with an optional JPEG right after each) and folders -> jobs, in the order given. A RAW without a
+    JPEG given after it takes the JPEG of its stem beside it (``x.NEF`` + ``x.JPG``; two such JPEGs are an error)."""
     jobs: list[Job] = []
     for arg in inputs:
         path = Path(arg)
@@ -161,11 +148,12 @@ def collect_jobs(inputs) -> list[Job]:
             raws = sorted(p for p in path.iterdir() if p.is_file() and is_camera_raw(p))
             if not raws:
                 raise UserError(f"folder {path} holds no camera RAW file (DNG, NEF, CR2, CR3, ARW, ...)")
-            jobs.extend(Job(r, find_jpeg(r)) for r in raws)
+            jpegs = files_by_stem(path, JPEG_EXTENSIONS, unique=True)
+            jobs.extend(Job(r, jpegs.get(r.stem)) for r in raws)
         elif not path.exists():
             raise UserError(f"{path} does not exist")
         elif is_camera_raw(path):
-            jobs.append(Job(path, find_jpeg(path)))
+            jobs.append(Job(path, files_by_stem(path.parent, JPEG_EXTENSIONS, unique=True).get(path.stem)))
         elif path.suffix.lower() in RGB_EXTENSIONS:
             if not jobs or jobs[-1].raw.is_dir():
                 raise UserError(f"{path} is an RGB image; give it right after its RAW file (PHOTO.dng PHOTO.jpg)")
@@ -256,13 +244,6 @@ def plan_outputs(jobs: list[Job], out_dir: Path, args) -> None:
         raise file_system_error(err, out_dir, "create") or UserError(
             f"cannot create the output folder {out_dir}: {err.strerror or err}; choose another -o"
         ) from None
-
-
-def find_jpeg(raw: Path) -> Path | None:
-    for p in raw.parent.iterdir():
-        if p.stem == raw.stem and p.suffix.lower() in JPEG_EXTENSIONS and p.is_file():
-            return p
-    return None
 
 
 def load_network(checkpoint, device):

@@ -24,16 +24,17 @@ from pathlib import Path
 import torch
 
 from data import create_dataset, create_test_loader
-from data.image_io import write_rgb
 from models import create_model
+from models.evaluation import METRIC_COLUMNS, evaluate, mean_metrics
 from options.test_options import TestOptions
 from util.allocator import keep_buffers_mapped
 from util.errors import UserError, file_system_error, run_cli, unwrap_worker_error
 from util.files import atomic_write_text
 from util.html_report import write_report
-from util.metrics import LPIPS, METRIC_CONVENTION, json_safe, mean_rows, score_separation, to_uint8
+from util.image_io import write_rgb
+from util.metrics import LPIPS, METRIC_CONVENTION, json_safe
 
-METRICS = ("psnr", "ssim", "lpips")
+COLUMNS = ("stem", *METRIC_COLUMNS, "seconds")  # metrics.csv; metrics.json's means are of all but the stem
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-image", "lpips", "rawpy")
 
 
@@ -89,16 +90,21 @@ def main(argv=None) -> dict:
           f"eval_resize {opt.eval_resize}{working}, RAW from {opt.raw_source}; results in {out_dir}")
 
     rows = []
+
+    def report(number: int, row: dict) -> None:
+        line = f"[{number}/{total}] {row['stem']}: {row['seconds']:.2f} s"
+        if "T_psnr" in row:
+            line += f" | T {row['T_psnr']:.2f} dB SSIM {row['T_ssim']:.4f} (input {row['I_psnr']:.2f} dB)"
+        print(line, flush=True)
+
+    def save(stem: str, images: dict) -> dict[str, str]:
+        names = {kind: f"{stem}_{kind}.png" for kind in images}
+        for kind, image in images.items():
+            write_rgb(img_dir / names[kind], image)
+        return names
+
     try:
-        for i, batch in enumerate(loader):
-            if i >= total:
-                break
-            rows.append(evaluate_one(batch, model, img_dir, lpips_model))
-            row = rows[-1]
-            line = f"[{i + 1}/{total}] {row['stem']}: {row['seconds']:.2f} s"
-            if "T_psnr" in row:
-                line += f" | T {row['T_psnr']:.2f} dB SSIM {row['T_ssim']:.4f} (input {row['I_psnr']:.2f} dB)"
-            print(line, flush=True)
+        evaluate(model, loader, lpips_model, limit=total, save=save, rows=rows, on_row=report)
     except BaseException as err:  # keep what was computed: the metrics of the images done so far, then the error
         if rows:
             reason = str(unwrap_worker_error(err)) if isinstance(err, UserError) else (str(err) or type(err).__name__)
@@ -111,35 +117,16 @@ def main(argv=None) -> dict:
     return write_results(opt, model, out_dir, rows, total)
 
 
-def evaluate_one(batch, model, img_dir: Path, lpips_model) -> dict:
-    """Run one test item, write its images, score them; the row of metrics.csv as a dict."""
-    stem = batch["stem"][0]
-    model.set_input(batch)
-    visuals = model.test()
-    saved = {"I": to_uint8(visuals["I_rgb"]), "T": to_uint8(visuals["T_rgb"]), "R": to_uint8(visuals["R_rgb"])}
-    for kind in ("T", "R"):
-        if f"{kind}_gt_rgb" in visuals:
-            saved[f"{kind}_gt"] = to_uint8(visuals[f"{kind}_gt_rgb"])
-    names = {}
-    for kind, image in saved.items():
-        names[kind] = f"{stem}_{kind}.png"
-        write_rgb(img_dir / names[kind], image)
-    row = {"stem": stem, "seconds": model.inference_seconds, "images": names}
-    row.update(score_separation(saved, lpips_model))  # on the 8-bit images exactly as written (PNG is lossless)
-    return row
-
-
 def write_results(opt, model, out_dir: Path, rows: list[dict], total: int, error: str | None = None) -> dict:
     """metrics.csv, metrics.json and index.html of ``rows``; ``error``: why the run stopped early (then
     ``metrics.json`` says ``"complete": false`` and the page says so)."""
-    columns = ["stem"] + [f"{k}_{m}" for k in ("T", "R", "I") for m in METRICS] + ["seconds"]
     table = io.StringIO(newline="")
     writer = csv.writer(table)
-    writer.writerow(columns)
+    writer.writerow(COLUMNS)
     for row in rows:
-        writer.writerow([_csv(row.get(c)) for c in columns])
+        writer.writerow([_csv(row.get(c)) for c in COLUMNS])
     atomic_write_text(out_dir / "metrics.csv", table.getvalue())
-    means = mean_rows(rows, columns[1:])
+    means = mean_metrics(rows, COLUMNS[1:])
     summary = {
         "name": opt.name,
         "epoch": opt.epoch,

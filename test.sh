@@ -15,7 +15,7 @@ if [[ -f checkpoints/RAW_RGB_RR/final_net_G_T.pth ]] && [[ -d datasets/testB_rgb
     --eval_resize official "$@"
 fi
 
-python scripts/make_demo_dataset.py --out datasets/demo
+python -m scripts.make_demo_dataset --out datasets/demo
 if [[ -f checkpoints/demo/final_net_G_T.pth ]]; then
   echo "[test.sh] embedded default: demo checkpoint checkpoints/demo/final_net_G_T.pth on datasets/demo"
   echo "          (for the paper's evaluation put final_net_G_T.pth in checkpoints/RAW_RGB_RR/ and the test set in datasets/)"
@@ -25,7 +25,7 @@ fi
 echo "[test.sh] no trained weights here: neither checkpoints/RAW_RGB_RR/final_net_G_T.pth nor checkpoints/demo/."
 echo "          Evaluating a RANDOMLY INITIALISED narrow network (ngf 16) on datasets/demo: the numbers mean nothing."
 mkdir -p checkpoints/untrained
-python -c "import sys; sys.path.insert(0, '.'); import torch; from models.networks import define_G; \
+python -c "import torch; from models.networks import define_G; \
 from models.checkpoint import save_generator_weights; torch.manual_seed(0); \
 save_generator_weights(define_G(ngf=16, num_cab=2), 'checkpoints/untrained/final_net_G_T.pth')"
 exec python test.py --dataroot datasets/demo --name untrained --model RAWRR --dataset_mode rawrr --epoch final \

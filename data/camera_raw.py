@@ -23,11 +23,12 @@ import numpy as np
 import rawpy
 import tifffile
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from data.cameras import CameraProfile
 from util.errors import UserError
+from util.image_io import read_rgb
 from util.isp import (
     CANONICAL_CHANNELS,
     CFA_PATTERNS,
@@ -359,23 +360,6 @@ def undo_orientation(array, flip: int, axes: tuple[int, int] = (0, 1)):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _read_viewing_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 of an 8-bit photo with its EXIF orientation applied."""
-    if not path.is_file():
-        raise UserError(f"cannot read image {path}: no such file")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            if img.mode not in ("RGB", "L", "P", "RGBA", "CMYK", "YCbCr", "LA"):
-                raise UserError(f"cannot read image {path}: expected an 8-bit photo, got PIL mode {img.mode}")
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except UserError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise UserError(f"cannot read image {path}: {err}") from err
-
-
 def _fit_axis(img: np.ndarray, target: int, axis: int) -> np.ndarray:
     """Centre-crop or edge-pad ``img`` along ``axis`` (0 or 1) to ``target`` pixels."""
     size = img.shape[axis]
@@ -436,7 +420,7 @@ def load_jpeg_partner(jpeg_path, raw: CameraRaw) -> np.ndarray:
     photo, or a wrong orientation).
     """
     jpeg_path = Path(jpeg_path)
-    rgb = np.ascontiguousarray(undo_orientation(_read_viewing_rgb(jpeg_path), raw.orientation))
+    rgb = np.ascontiguousarray(undo_orientation(read_rgb(jpeg_path, exif_orientation=True), raw.orientation))
     (h, w), (jh, jw) = raw.size, rgb.shape[:2]
     mismatch = f"the JPEG {jpeg_path} does not belong to RAW {raw.path}"
     aspect_diff = abs((jw / jh) / (w / h) - 1)

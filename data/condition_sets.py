@@ -1,9 +1,9 @@
 """Held-out synthetic test sets split by condition: where a camera's RAW should help, and where it should not matter.
 
-Every set is made with the physical model that training uses (:func:`util.synthesis.synthesize_physical`) from the
+Every set is made with the physical model that training uses (:func:`data.synthesis.synthesize_physical`) from the
 photos that ``train.py --holdout_every N`` never trains on (:func:`data.splits.is_held_out` over
 :func:`data.rawrr_train_dataset.synthesis_photo_paths` of the same ``--dataroot``), with a fixed change of
-:class:`util.synthesis.PhysicalConfig` per condition (:data:`CONDITIONS`):
+:class:`data.synthesis.PhysicalConfig` per condition (:data:`CONDITIONS`):
 
 * ``normal``: the model's defaults (exposure 1, reflection gain 0.15-0.6, shot noise 1e-4-1e-3);
 * ``highlights``: exposure x1.4-2.0 (log-uniform). The ISP's white balance and colour matrix lift values before it
@@ -32,8 +32,8 @@ set is rebuilt only when its request changes. ``scripts/make_condition_sets.py``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import shutil
 from pathlib import Path
 from typing import NamedTuple
 
@@ -41,12 +41,10 @@ import numpy as np
 import torch
 
 from data.cameras import DATASET_PROFILE_FILE, DEFAULT_PROFILE
-from data.image_io import PhotoPairs, write_png16, write_rgb
+from data.image_io import PhotoPairs, write_png16
 from data.rawrr_train_dataset import synthesis_photo_paths
 from data.splits import DEFAULT_HOLDOUT_EVERY, is_held_out
-from util.errors import UserError
-from util.metrics import psnr, to_uint8
-from util.synthesis import (
+from data.synthesis import (
     DEFAULT_PHYSICAL_CONFIG,
     SKIP_R_MAX,
     SKIP_T_MAX,
@@ -56,6 +54,10 @@ from util.synthesis import (
     synthesize_physical,
     upstream_source_skip,
 )
+from util import generated_folder
+from util.errors import UserError
+from util.image_io import to_uint8, write_rgb
+from util.metrics import psnr
 
 GENERATOR = "data/condition_sets.py"
 FORMAT_VERSION = 1  # bump when the written data changes for the same request
@@ -64,8 +66,6 @@ DEFAULT_SIZE = (256, 384)  # (H, W) of every image: cheap to evaluate on a CPU, 
 DEFAULT_SEED = 0
 SYNTHESIS_STREAM = 1  # item i synthesises from default_rng([seed, i, SYNTHESIS_STREAM]) in every condition
 MAX_DRAWS = 50  # photo-pair redraws before the last pair is kept
-MANIFEST = "manifest.json"
-PARTIAL_SUFFIX = ".partial"
 ROLE_FOLDERS = {"I": "testB", "T": "testA1", "R": "testA2"}
 RGB_WHITE = 255  # an 8-bit channel at 255 is clipped
 
@@ -87,7 +87,7 @@ CONDITIONS: dict[str, Condition] = {
 
 
 def condition_config(name: str) -> PhysicalConfig:
-    """The :class:`util.synthesis.PhysicalConfig` of one condition."""
+    """The :class:`data.synthesis.PhysicalConfig` of one condition."""
     if name not in CONDITIONS:
         raise UserError(f"unknown condition {name!r}; choose from {', '.join(CONDITIONS)}")
     return dataclasses.replace(DEFAULT_PHYSICAL_CONFIG, **CONDITIONS[name].overrides)
@@ -136,25 +136,13 @@ def build_requests(photos, holdout_every: int, num: int, size, seed: int, condit
     return requests
 
 
-def _expected_files(stems) -> list[str]:
-    files = [MANIFEST, DATASET_PROFILE_FILE]
-    for prefix in ROLE_FOLDERS.values():
-        files += [f"{prefix}_{kind}/{stem}.png" for kind in ("rgb", "raw") for stem in stems]
-    return files
+def _set_files(stems) -> list[str]:
+    return [DATASET_PROFILE_FILE, *generated_folder.layout_files(stems, ROLE_FOLDERS.values())]
 
 
 def is_up_to_date(folder: Path, request: dict) -> bool:
     """True where ``folder`` holds a complete set made from ``request``."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(manifest, dict) or manifest.get("request") != request:
-        return False
-    stems = [item.get("stem") for item in manifest.get("items", []) if isinstance(item, dict)]
-    if len(stems) != request["num"] or not all(isinstance(s, str) for s in stems):
-        return False
-    return all((folder / rel).is_file() for rel in _expected_files(stems))
+    return generated_folder.is_up_to_date(folder, request, _set_files)
 
 
 def _poor_sources(T: torch.Tensor, R: torch.Tensor) -> bool:
@@ -197,6 +185,7 @@ def _write_set(folder: Path, request: dict, scenes: list[dict]) -> list[dict]:
                       "rgb_clipped_fraction": round(clipped, 6), "raw_saturated_fraction": round(saturated, 6)})
         print(f"  {stem}: T {scene['T_source']}, R {scene['R_source']}, do-nothing PSNR {baseline:.2f} dB, "
               f"RGB clipped {100 * clipped:.1f} %, RAW saturated {100 * saturated:.1f} %", flush=True)
+    (folder / DATASET_PROFILE_FILE).write_text(json.dumps({"camera": DEFAULT_PROFILE.name}) + "\n", encoding="utf-8")
     return items
 
 
@@ -216,31 +205,15 @@ def make_condition_sets(out, photos, holdout_every: int = DEFAULT_HOLDOUT_EVERY,
         if not force and is_up_to_date(folder, request):
             print(f"{folder} is up to date", flush=True)
             continue
-        if folder.exists():
-            if not folder.is_dir():
-                raise UserError(f"{folder} is a file where the condition set {name} belongs; move it away")
-            manifest = folder / MANIFEST
-            ours = manifest.is_file() and GENERATOR in manifest.read_text(encoding="utf-8", errors="replace")
-            if any(folder.iterdir()) and not ours:
-                raise UserError(f"{folder} is a non-empty folder that {GENERATOR} did not make; choose another --out")
+        generated_folder.check_replaceable(folder, GENERATOR)
         todo.append(name)
     if not todo:
         return made
     scenes = _scenes(requests[todo[0]])  # requests differ only in their condition
     for name in todo:
         folder, request = made[name], requests[name]
-        partial = folder.with_name(folder.name + PARTIAL_SUFFIX)
-        if partial.exists():
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True)
         print(f"building {folder}: {CONDITIONS[name].description}", flush=True)
-        items = _write_set(partial, request, scenes)
-        (partial / DATASET_PROFILE_FILE).write_text(json.dumps({"camera": DEFAULT_PROFILE.name}) + "\n",
-                                                    encoding="utf-8")
-        manifest = {"request": request, "items": items}
-        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        partial.rename(folder)
+        items = generated_folder.build_folder(folder, request, functools.partial(_write_set, request=request,
+                                                                                  scenes=scenes))
         print(f"wrote {len(items)} item(s) to {folder}", flush=True)
     return made

@@ -1,7 +1,8 @@
-"""Reading and writing the image files of the datasets: 8-bit RGB photos and 16-bit Bayer mosaics.
+"""The image files of the datasets beyond 8-bit RGB: 16-bit Bayer mosaics, and the photo crops of synthetic sets.
 
-Every unreadable or unsuitable file raises :class:`util.errors.UserError` naming the file.
-:func:`read_raw_mosaic` dispatches on the file extension (camera RAW files go through :mod:`data.camera_raw`).
+8-bit RGB photos are read and written with :mod:`util.image_io`. Every unreadable or unsuitable file raises
+:class:`util.errors.UserError` naming the file. :func:`read_raw_mosaic` dispatches on the file extension (camera RAW
+files go through :mod:`data.camera_raw`).
 """
 
 from __future__ import annotations
@@ -14,75 +15,15 @@ from PIL import Image
 
 from data.camera_raw import CAMERA_RAW_EXTENSIONS, read_camera_raw
 from util.errors import UserError
-from util.files import atomic_write
+from util.image_io import UINT16_MAX, check_not_empty, read_rgb
 
-RGB_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # 16-bit single-channel Bayer mosaics, and camera RAW files (DNG, NEF, CR2, ...; read with rawpy)
 RAW_MOSAIC_EXTENSIONS = (".png", ".tiff", ".tif", *CAMERA_RAW_EXTENSIONS)
-_PIL_8BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La")
 _PIL_16BIT_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-UINT16_MAX = 65535
-
-
-def read_rgb(path) -> np.ndarray:
-    """Read an 8-bit photo as ``np.uint8`` (H, W, 3): alpha dropped, grey and palette expanded to 3 channels.
-
-    Empty, unreadable or truncated files, and 16-bit (RGB, RGBA, grey) or float images, raise ``UserError`` naming
-    the file: they are never reduced to 8 bits behind the user's back.
-    """
-    path = Path(path)
-    _refuse_empty(path)
-    try:
-        with Image.open(path) as img:
-            mode = img.mode
-            if mode not in _PIL_8BIT_MODES:
-                raise UserError(
-                    f"cannot read image {path}: expected an 8-bit RGB or grey photo, got PIL mode {mode} "
-                    "(a 16-bit Bayer mosaic belongs in a *_raw folder)"
-                )
-            depth = _sample_bits(img)
-            if depth != 8:
-                raise UserError(
-                    f"cannot read image {path}: it has {depth}-bit samples ({mode}); save it as an 8-bit RGB photo "
-                    "(the network takes the camera's 8-bit sRGB; a Bayer mosaic belongs in a *_raw folder)"
-                )
-            img.load()
-            if mode == "P" and "transparency" in img.info:
-                img = img.convert("RGBA")
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except UserError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise UserError(f"cannot read image {path}: {err}") from err
-    return np.ascontiguousarray(rgb)
-
-
-def _sample_bits(img: Image.Image) -> int:
-    """Bits per sample of a PNG or TIFF as stored, before Pillow reduces 16-bit RGB(A) to 8 bits on load
-    (its tile's raw mode, e.g. ``RGB;16B``); 8 for every other format."""
-    if img.format not in ("PNG", "TIFF"):
-        return 8
-    for tile in getattr(img, "tile", None) or ():
-        args = tile[3] if len(tile) > 3 else None
-        rawmode = args[0] if isinstance(args, tuple) and args else args
-        if isinstance(rawmode, str) and ";" in rawmode:
-            digits = "".join(ch for ch in rawmode.split(";", 1)[1] if ch.isdigit())
-            if digits and int(digits) > 8:
-                return int(digits)
-    return 8
-
-
-def _refuse_empty(path: Path) -> None:
-    try:
-        empty = path.stat().st_size == 0
-    except OSError:
-        return  # the reader names the problem (no such file, a looping link, ...)
-    if empty:
-        raise UserError(f"cannot read image {path}: the file is empty (0 bytes); copy it again or remove it")
 
 
 def _read_png_mosaic(path: Path) -> np.ndarray:
-    _refuse_empty(path)
+    check_not_empty(path)
     try:
         with Image.open(path) as img:
             img.load()
@@ -107,7 +48,7 @@ def _read_png_mosaic(path: Path) -> np.ndarray:
 
 
 def _read_tiff_mosaic(path: Path) -> np.ndarray:
-    _refuse_empty(path)
+    check_not_empty(path)
     try:
         arr = tifffile.imread(path)
     except Exception as err:  # tifffile raises many types for corrupt files
@@ -178,36 +119,6 @@ def write_raw_mosaic(path, mosaic_u16: np.ndarray) -> None:
         tifffile.imwrite(path, mosaic_u16)
     else:
         raise ValueError(f"write_raw_mosaic: unsupported extension {path.suffix!r}; use .png, .tif or .tiff")
-
-
-def write_rgb16(path, rgb_u16: np.ndarray) -> None:
-    """Write a ``np.uint16`` (H, W, 3) image as a 16-bit RGB TIFF (deflate with horizontal prediction: lossless).
-
-    Written whole or not at all, like :func:`write_rgb`.
-    """
-    rgb_u16 = np.asarray(rgb_u16)
-    if rgb_u16.dtype != np.uint16 or rgb_u16.ndim != 3 or rgb_u16.shape[-1] != 3:
-        raise ValueError(f"write_rgb16 needs a uint16 (H, W, 3) array, got {rgb_u16.dtype} {rgb_u16.shape}")
-    image = np.ascontiguousarray(rgb_u16)
-    atomic_write(Path(path), lambda tmp: tifffile.imwrite(tmp, image, photometric="rgb", compression="zlib",
-                                                           predictor=True, metadata=None))
-
-
-def write_rgb(path, rgb_u8: np.ndarray, **save_options) -> None:
-    """Write a ``np.uint8`` (H, W, 3) image; format from the extension (parent folders created).
-
-    Written whole or not at all (:func:`util.files.atomic_write`): a full disk or a missing permission is a
-    ``UserError`` naming ``path``. ``save_options`` go to Pillow (e.g. ``quality=95`` for JPEG).
-    """
-    rgb_u8 = np.asarray(rgb_u8)
-    if rgb_u8.dtype != np.uint8 or rgb_u8.ndim != 3 or rgb_u8.shape[-1] != 3:
-        raise ValueError(f"write_rgb needs a uint8 (H, W, 3) array, got {rgb_u8.dtype} {rgb_u8.shape}")
-    path = Path(path)
-    image_format = Image.registered_extensions().get(path.suffix.lower())
-    if image_format is None:
-        raise ValueError(f"write_rgb: unknown image extension {path.suffix!r}")
-    image = Image.fromarray(np.ascontiguousarray(rgb_u8))
-    atomic_write(path, lambda tmp: image.save(tmp, format=image_format, **save_options))
 
 
 def fit_photo(rgb_u8: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -56,7 +56,8 @@ def write_pseudo_raw_pair(out, stem: str, blend_u8: np.ndarray, transmission_u8:
     """
     from pathlib import Path
 
-    from data.image_io import write_png16, write_rgb
+    from data.image_io import write_png16
+    from util.image_io import write_rgb
 
     if blend_u8.shape != transmission_u8.shape:
         raise ValueError(f"{stem}: the photo is {blend_u8.shape} but its transmission {transmission_u8.shape}")

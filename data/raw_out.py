@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from data.camera_raw import CameraRaw
-from data.image_io import UINT16_MAX
 from util.dng import DngSource, write_dng
+from util.image_io import UINT16_MAX
 from util.isp import CANONICAL_CHANNELS, cfa_offsets, mosaic_rgb, pack_raw, srgb_to_camera, unpack_raw
 
 RAW_MOSAIC_MODES = ("ratio", "ratio_raw", "inverse_isp", "t_raw")

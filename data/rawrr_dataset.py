@@ -25,16 +25,19 @@ from torch.utils.data import Dataset
 
 from data.camera_raw import CAMERA_RAW_EXTENSIONS, is_camera_raw, load_jpeg_partner, read_camera_raw, render_rgb
 from data.cameras import DEFAULT_PROFILE, resolve_profile
-from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_raw_mosaic, read_rgb
+from data.image_io import RAW_MOSAIC_EXTENSIONS, read_raw_mosaic
 from data.pseudo_raw import DEFAULT_RAW_SOURCE, RAW_SOURCES, pseudo_packed_raw
 from util.errors import UserError
 from util.files import link_problem
+from util.image_io import RGB_EXTENSIONS, files_by_stem, read_rgb
 from util.isp import normalize_raw, pack_raw
 
 OFFICIAL_TEST_LONG_SIDE = 640  # upstream test-time resize: the RGB long side becomes 640 px
 OFFICIAL_TEST_SHORT_HALF = 320  # upstream computes the short side at half scale (RAW resolution) ...
 OFFICIAL_TEST_SHORT_STEP = 32  # ... rounded down to a multiple of 32 there, i.e. of 64 at RGB resolution
+# --eval_resize / --val_resize: upstream's test-time size (official_test_size), or the native size
 EVAL_RESIZE_CHOICES = ("official", "none")
+DEFAULT_EVAL_RESIZE = "official"
 RGB_MAX = 255.0
 
 INPUT_FOLDERS = ("testB", "wogtB")  # input I with ground truth / without ground truth
@@ -61,25 +64,6 @@ def official_test_size(h: int, w: int) -> tuple[int, int]:
     return (OFFICIAL_TEST_LONG_SIDE, new_short) if h >= w else (new_short, OFFICIAL_TEST_LONG_SIDE)
 
 
-def files_by_stem(folder: Path, extensions) -> dict[str, list[Path]]:
-    """Visible files of ``folder`` whose suffix (lower case) is in ``extensions``, grouped by file stem.
-
-    A name with such a suffix that is not a readable file (a folder ``x.png/``, a symbolic link that loops or points
-    nowhere) raises ``UserError`` naming it, instead of being skipped and reported later as a missing partner.
-    """
-    out: dict[str, list[Path]] = {}
-    for p in folder.iterdir():
-        if p.name.startswith(".") or p.suffix.lower() not in extensions:
-            continue
-        if p.is_file():
-            out.setdefault(p.stem, []).append(p)
-        elif p.is_dir():
-            raise UserError(f"{p} is a folder, not an image file; rename it or move it out of {folder}")
-        else:
-            raise UserError(link_problem(p) or f"{p} is not a regular file; move it out of {folder}")
-    return out
-
-
 def describe_candidates(stem: str, extensions) -> str:
     """``x.png / x.tiff / x.tif or a camera RAW file x.dng / x.nef / ... (45 kinds)``: the names looked for, short."""
     plain = [ext for ext in extensions if ext not in CAMERA_RAW_EXTENSIONS]
@@ -93,7 +77,7 @@ def describe_candidates(stem: str, extensions) -> str:
 
 
 def single_partner(stem: str, candidates: dict[str, list[Path]], folder: Path, extensions, wanted_by: Path) -> Path:
-    """The one file of ``candidates`` (from :func:`files_by_stem` on ``folder``) with this stem.
+    """The one file of ``candidates`` (from :func:`util.image_io.files_by_stem` on ``folder``) with this stem.
 
     Raises :class:`UserError` naming ``wanted_by`` when there is none or more than one.
     """
@@ -170,7 +154,7 @@ class RawrrDataset(Dataset):
         phase = getattr(opt, "phase", "test")
         if phase != "test":
             raise UserError(f"RawrrDataset reads test data only (--phase test), got --phase {phase}")
-        self.eval_resize = getattr(opt, "eval_resize", "official")
+        self.eval_resize = getattr(opt, "eval_resize", DEFAULT_EVAL_RESIZE)
         if self.eval_resize not in EVAL_RESIZE_CHOICES:
             raise UserError(f"--eval_resize {self.eval_resize!r} is not one of {', '.join(EVAL_RESIZE_CHOICES)}")
         self.raw_source = getattr(opt, "raw_source", None) or DEFAULT_RAW_SOURCE

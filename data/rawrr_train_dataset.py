@@ -42,13 +42,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from data.image_io import RAW_MOSAIC_EXTENSIONS, RGB_EXTENSIONS, read_rgb
+from data.image_io import RAW_MOSAIC_EXTENSIONS
 from data.pseudo_raw import DEFAULT_RAW_SOURCE, RAW_SOURCES, pseudo_packed_raw
-from data.rawrr_dataset import files_by_stem, load_pair, single_partner
+from data.rawrr_dataset import load_pair, single_partner
 from data.splits import is_held_out
-from util.errors import UserError
-from util.isp import bayer_flip, even_crop, normalize_raw, pack_raw
-from util.synthesis import (
+from data.synthesis import (
     DEFAULT_PHYSICAL_CONFIG,
     SYN_MODELS,
     PhysicalConfig,
@@ -57,11 +55,14 @@ from util.synthesis import (
     upstream_max_size,
     upstream_source_skip,
 )
+from util.errors import UserError
+from util.image_io import RGB_EXTENSIONS, files_by_stem, read_rgb
+from util.isp import bayer_flip, even_crop, normalize_raw, pack_raw
+from util.registry import add_flag_once
 
 DEFAULT_CROP_SIZE = 256  # RGB crop; the packed RAW crop is half of it (upstream: 256 / 128)
 DEFAULT_REAL_RATIO = 0.3  # upstream: a sample is real with probability 0.3
 DEFAULT_SAMPLES_PER_EPOCH = 4000  # upstream: --dataset_size 4000
-DEFAULT_SEED = 0
 CROP_MULTIPLE = 8  # the generator downsamples the packed RAW twice: RGB sides must be multiples of 8
 REAL_CROP_FRACTION = 0.7  # upstream: real triplets are cropped to a square of 0.7 x the short side, then resized
 PHOTO_MAX_SHORT_SIDE = 512  # photos are cached with the short side at most this (never below the crop)
@@ -79,12 +80,6 @@ PAIR_FOLDERS = (("blended", "transmission"), ("blend", "transmission"))
 # Folders of the upstream layout that never hold photos for synthesis in the recursive fallback.
 LAYOUT_FOLDER_PATTERNS = ("real_*", "test*_rgb", "test*_raw", "wogt*_rgb", "wogt*_raw", "train*_raw", "trainB_rgb")
 ROLES = ("I", "T", "R")
-
-
-def _add_option(parser, flag: str, **kwargs) -> None:
-    """``parser.add_argument(flag, ...)`` unless another option setter defined ``flag`` already."""
-    if flag not in parser._option_string_actions:
-        parser.add_argument(flag, **kwargs)
 
 
 def _range_option(opt, name: str, low: float, high: float) -> tuple[float, float]:
@@ -186,16 +181,16 @@ class RawrrTrainDataset(Dataset):
       then, placeholders that the trainer's masked R losses ignore);
     * ``source``: str, ``"real:<stem>"`` or ``"syn:<T photo>|<R photo>"`` (paths relative to ``dataroot``).
 
-    Options (``opt``): ``dataroot``; ``syn_model`` (``physical`` | ``upstream``, see :mod:`util.synthesis`);
+    Options (``opt``): ``dataroot``; ``syn_model`` (``physical`` | ``upstream``, see :mod:`data.synthesis`);
     ``real_ratio`` (probability that a sample is real); ``crop_size`` (RGB side, multiple of 8);
     ``samples_per_epoch`` (``len``); ``seed``; ``reflection_gain`` and ``transmittance`` (``(lo, hi)`` ranges of
-    the physical model, :class:`util.synthesis.PhysicalConfig`; its defaults when absent); ``raw_source``
+    the physical model, :class:`data.synthesis.PhysicalConfig`; its defaults when absent); ``raw_source``
     (``sensor``, the default, or ``rgb``: every RAW made from its RGB, see the module doc).
 
     Synthetic samples: two different photos; ``physical``: a random ``S x S`` window of each (photos are cached
     with their short side reduced to at most max(512, S); a photo smaller than S is an error), each flipped at
     random, then mixed; ``upstream``: each photo resized to ``S x S`` (as upstream's 256 x 256) and mixed
-    unflipped, with upstream's two skip rules. Samples failing :func:`util.synthesis.should_resample` are redrawn.
+    unflipped, with upstream's two skip rules. Samples failing :func:`data.synthesis.should_resample` are redrawn.
 
     Real samples with RAW: a square window of side max(S, 0.7 x short side) at even offsets of the mosaic (CFA phase
     kept), random horizontal/vertical flips done on the mosaic (:func:`util.isp.bayer_flip`, the CFA pattern
@@ -207,9 +202,9 @@ class RawrrTrainDataset(Dataset):
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
-        """Add ``--syn_model``, ``--real_ratio``, ``--crop_size``, ``--samples_per_epoch`` and ``--seed`` unless
-        defined already."""
-        _add_option(
+        """Add ``--syn_model``, ``--real_ratio``, ``--crop_size``, ``--samples_per_epoch`` and the other dataset flags
+        unless defined already (``--seed`` is a shared option)."""
+        add_flag_once(
             parser,
             "--syn_model",
             default="physical",
@@ -217,29 +212,28 @@ class RawrrTrainDataset(Dataset):
             help="synthetic RAW+RGB model: physical = camera model (unprocess, noise, ISP); upstream = the "
             "authors' x^2.2 mixing",
         )
-        _add_option(
+        add_flag_once(
             parser,
             "--real_ratio",
             type=float,
             default=DEFAULT_REAL_RATIO,
             help="probability that a training sample is a real triplet (real_* folders), decided per sample",
         )
-        _add_option(
+        add_flag_once(
             parser,
             "--crop_size",
             type=int,
             default=DEFAULT_CROP_SIZE,
             help="side of the square RGB training crop (multiple of 8); the packed RAW crop is half of it",
         )
-        _add_option(
+        add_flag_once(
             parser,
             "--samples_per_epoch",
             type=int,
             default=DEFAULT_SAMPLES_PER_EPOCH,
             help="training samples per epoch (upstream: 4000)",
         )
-        _add_option(parser, "--seed", type=int, default=DEFAULT_SEED, help="random seed")
-        _add_option(
+        add_flag_once(
             parser,
             "--real_dataroot",
             nargs="+",
@@ -248,7 +242,7 @@ class RawrrTrainDataset(Dataset):
             help="more folders of real samples (used with probability --real_ratio): real_* triplets or pairs, "
             "or RGB-only pairs in blended/ + transmission/ (Zhang et al.) or blend/ + transmission/",
         )
-        _add_option(
+        add_flag_once(
             parser,
             "--upstream_ratio",
             type=float,
@@ -256,7 +250,7 @@ class RawrrTrainDataset(Dataset):
             help="--syn_model physical: probability that a synthetic sample is mixed with upstream's model "
             "(Zhang et al. 2018's x^2.2 mixing, as in the authors' code) on the same random crops instead",
         )
-        _add_option(
+        add_flag_once(
             parser,
             "--pseudo_raw_ratio",
             type=float,
@@ -264,7 +258,7 @@ class RawrrTrainDataset(Dataset):
             help="probability that a synthetic sample's RAW (input and targets) is replaced by the RAW made back "
             "from its RGB by the fixed inverse ISP (data/pseudo_raw.py), as for photos without a RAW file",
         )
-        _add_option(
+        add_flag_once(
             parser,
             "--holdout_every",
             type=int,
@@ -273,7 +267,7 @@ class RawrrTrainDataset(Dataset):
             help="never train on the ~1 in N photos and real pairs that scripts/make_val_sets.py --holdout_every N "
             "validates on (0 = train on everything)",
         )
-        _add_option(
+        add_flag_once(
             parser,
             "--reflection_gain",
             type=float,
@@ -283,7 +277,7 @@ class RawrrTrainDataset(Dataset):
             help="--syn_model physical: range of the reflection's linear gain (glass reflectance x relative "
             "brightness of the reflected scene)",
         )
-        _add_option(
+        add_flag_once(
             parser,
             "--transmittance",
             type=float,
@@ -319,7 +313,7 @@ class RawrrTrainDataset(Dataset):
         self.length = int(getattr(opt, "samples_per_epoch", DEFAULT_SAMPLES_PER_EPOCH))
         if self.length <= 0:
             raise UserError(f"--samples_per_epoch {self.length} must be positive")
-        self.seed = int(getattr(opt, "seed", DEFAULT_SEED))
+        self.seed = int(opt.seed)  # --seed of options/base_options.py
         self.physical_config = physical_config_from(opt)
         self.upstream_ratio = float(getattr(opt, "upstream_ratio", 0.0) or 0.0)
         if not 0.0 <= self.upstream_ratio <= 1.0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.mcdrnet import SIZE_MULTIPLE
+from models.cr3net import SIZE_MULTIPLE
 from util.precision import autocast, to_memory_format
 
 

@@ -4,9 +4,10 @@ from torch import nn
 from torch.nn import init
 from torch.optim import lr_scheduler
 
+from models.cr3net import NUM_CAB, RELEASED_NGF, CR3Net
 from util.errors import UserError
 
-GENERATORS = ("gen_drop",)  # upstream's name for the CR3Net generator (class MCDRNet)
+GENERATORS = ("gen_drop",)  # --netG: upstream's name for the CR3Net generator, kept for its command lines
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 LR_POLICIES = ("constant", "linear", "step", "cosine")
 
@@ -39,13 +40,12 @@ def init_net(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02,
     return net.to(device) if device is not None else net
 
 
-def define_G(ngf: int = 64, num_cab: int = 8, netG: str = "gen_drop", init_type="normal", init_gain=0.02, device=None):
+def define_G(ngf: int = RELEASED_NGF, num_cab: int = NUM_CAB, netG: str = "gen_drop", init_type="normal",
+             init_gain=0.02, device=None):
     """The CR3Net generator of width ``ngf`` (64 = released checkpoint)."""
-    from models.mcdrnet import MCDRNet
-
     if netG.lower() not in GENERATORS:
         raise UserError(f"unknown --netG {netG!r}; choose one of {', '.join(GENERATORS)}")
-    return init_net(MCDRNet(ngf=ngf, num_cab=num_cab), init_type, init_gain, device)
+    return init_net(CR3Net(ngf=ngf, num_cab=num_cab), init_type, init_gain, device)
 
 
 def define_D(input_nc: int = 3, ndf: int = 64, n_layers: int = 3, init_type="normal", init_gain=0.02, device=None):

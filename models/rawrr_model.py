@@ -1,4 +1,8 @@
-"""``--model RAWRR``: CR3Net for evaluation; its training (PatchGAN, upstream losses) is models/rawrr_training.py."""
+"""``--model RAWRR``: CR3Net for evaluation; its training (PatchGAN, upstream losses) is models/rawrr_training.py.
+
+``RAWRR`` is upstream's model name: ``--model RAWRR`` finds this file and :class:`RAWRRModel` by that name
+(:func:`util.registry.find_class`), so the file and class keep it.
+"""
 
 from __future__ import annotations
 
@@ -33,14 +37,12 @@ class RAWRRModel:
 
     def __init__(self, opt):
         self.opt = opt
-        self.is_train = bool(getattr(opt, "is_train", False))
         self.device = torch.device(opt.device)
         self.precision = resolve_precision(opt.precision, self.device)
         self.channels_last = not getattr(opt, "no_channels_last", False)
         self.save_dir = Path(opt.checkpoints_dir) / opt.name
         self.netG_T = define_G(opt.ngf, opt.num_cab, opt.netG, opt.init_type, opt.init_gain, self.device)
         self.netG_T = to_memory_format(self.netG_T, self.channels_last)
-        self.visuals: dict[str, torch.Tensor] = {}
         self.inference_seconds = 0.0
 
     # ---------------------------------------------------------------- weights
@@ -60,9 +62,6 @@ class RAWRRModel:
     def eval(self):
         self.netG_T.eval()
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.netG_T.parameters())
-
     # ---------------------------------------------------------------- inference
     def set_input(self, batch: dict):
         """Batch from a rawrr dataset: ``I_rgb`` (B,3,H,W), ``I_raw`` (B,4,H/2,W/2) and optional T_*/R_* targets."""
@@ -72,7 +71,10 @@ class RAWRRModel:
 
     @torch.inference_mode()
     def test(self):
-        """Predict T and R for the current input; records the inference time in ``inference_seconds``."""
+        """Predict T and R for the current input; records the inference time in ``inference_seconds``.
+
+        Returns the input ``I_rgb``, the predictions of :func:`models.inference.separate` and, where the batch has
+        them, the ground truth as ``T_gt_rgb`` / ``R_gt_rgb``."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
@@ -91,11 +93,8 @@ class RAWRRModel:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.inference_seconds = time.perf_counter() - start
-        self.visuals = {"I_rgb": self.input["I_rgb"], **out}
+        visuals = {"I_rgb": self.input["I_rgb"], **out}
         for k in ("T_rgb", "R_rgb"):
             if k in self.input:
-                self.visuals[f"{k[0]}_gt_rgb"] = self.input[k]
-        return self.visuals
-
-    def get_current_visuals(self) -> dict[str, torch.Tensor]:
-        return self.visuals
+                visuals[f"{k[0]}_gt_rgb"] = self.input[k]
+        return visuals

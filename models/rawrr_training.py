@@ -47,10 +47,10 @@ from models.checkpoint import infer_generator_shape, load_generator_weights, saf
 from models.checkpoint_sets import set_paths, sync_members, write_set
 from models.losses import LSGANLoss, PerceptualLoss, exclusion_loss
 from models.networks import define_D, get_scheduler
-from options.base_options import add_flag_once
 from util.backbones import VGG_KINDS, load_vgg_features
 from util.errors import UserError
 from util.precision import autocast, to_memory_format
+from util.registry import add_flag_once
 
 PIXEL_LOSSES = ("mse", "psnr")
 PSNR_LOSS_EPS = 1e-4  # keeps the weight of a near-perfect sample bounded (about 40 dB)
@@ -397,5 +397,6 @@ class RAWRRTrainer:
             mine = " ".join(f"--{k} {v}" for k, v in own.items())
             raise UserError(
                 f"cannot resume from {path}: it holds networks with {flags}, this run builds {mine}; "
-                f"pass {flags} (or leave them out: train_opt.txt provides ngf/num_cab) or use a new --name"
+                f"pass {flags} (or leave them out: the folder's architecture.json or train_opt.txt gives them) or use "
+                "a new --name"
             )

@@ -12,8 +12,8 @@ import math
 
 import torch
 
+from models.cr3net import SIZE_MULTIPLE
 from models.inference import separate
-from models.mcdrnet import SIZE_MULTIPLE
 from util.errors import UserError
 
 DEFAULT_TILE = 512  # RGB pixels; 0 = whole image

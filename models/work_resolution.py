@@ -44,7 +44,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from models.mcdrnet import SIZE_MULTIPLE
+from models.cr3net import SIZE_MULTIPLE
 from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, fitted_tile, separate_tiled
 from util.errors import UserError
 from util.isp import srgb_decode, srgb_encode

@@ -14,21 +14,20 @@ import torch
 import data
 import models
 from data.pseudo_raw import DEFAULT_RAW_SOURCE, RAW_SOURCES
-from models.mcdrnet import CA_REDUCTION
+from models.architecture import (
+    DEFAULT_NGF,
+    DEFAULT_NUM_CAB,
+    read_saved_options,
+    resolve_architecture,
+    write_architecture,
+)
+from models.cr3net import CA_REDUCTION
+from models.work_resolution import DEFAULT_GUIDE_EPS, DEFAULT_GUIDE_RADIUS
 from util.errors import UserError
 from util.files import atomic_write_text
 from util.precision import PRECISIONS
 
-DEFAULT_NGF = 64  # width of the released checkpoint
-DEFAULT_NUM_CAB = 8
-ARCH_FLAGS = ("ngf", "num_cab")  # taken from the checkpoint folder when not given
-
-
-def add_flag_once(parser: argparse.ArgumentParser, *names, **kwargs):
-    """``parser.add_argument`` unless a flag of that name exists already (plug-ins share option setters)."""
-    if any(n in parser._option_string_actions for n in names):
-        return None
-    return parser.add_argument(*names, **kwargs)
+DEFAULT_SEED = 0  # --seed, the one seed of a run (training data draws, weight init, data-loader workers)
 
 
 class BaseOptions:
@@ -48,7 +47,6 @@ class BaseOptions:
         g.add_argument("--dataset_mode", default="rawrr", help="dataset to use (case-insensitive): rawrr")
         g.add_argument("--epoch", default="final", help="weights to load: <epoch>_net_G_T.pth")
         g.add_argument("--num_threads", type=int, default=0, help="data-loading worker processes (0 = in the main one)")
-        g.add_argument("--max_dataset_size", type=int, default=sys.maxsize, help=argparse.SUPPRESS)
         g.add_argument("--raw_source", default=None, choices=RAW_SOURCES,
                        help="the network's RAW input: sensor = the data's own RAW; rgb = made from the RGB image by "
                        "the fixed inverse ISP of data/pseudo_raw.py for every image (the RGB-only twin, "
@@ -72,7 +70,7 @@ class BaseOptions:
                        help="autocast precision: auto = bf16 on a CPU with native bf16, bf16/fp16 on CUDA, else fp32")
         g.add_argument("--no_channels_last", action="store_true",
                        help="keep the default NCHW memory format (channels_last is faster on CPU and GPU)")
-        g.add_argument("--seed", type=int, default=0, help="random seed")
+        g.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
         return parser
 
     # ------------------------------------------------------------------ parsing
@@ -117,8 +115,6 @@ class BaseOptions:
         """Refuse nonsense values of the shared flags at parse time (one ``UserError`` line naming the flag)."""
         if opt.num_threads < 0:
             raise UserError(f"--num_threads {opt.num_threads} is negative; give 0 (load in the main process) or more")
-        if opt.max_dataset_size < 1:
-            raise UserError(f"--max_dataset_size {opt.max_dataset_size} must be at least 1")
         if opt.ngf is not None and opt.ngf < CA_REDUCTION:
             raise UserError(f"--ngf {opt.ngf} is too narrow: the channel attention needs at least {CA_REDUCTION} "
                             f"(the released network has {DEFAULT_NGF})")
@@ -155,6 +151,19 @@ def format_suffix(suffix: str, opt) -> str:
         raise UserError(f"--suffix {suffix!r}: cannot fill in its fields ({err})") from None
 
 
+def add_work_resolution_flags(group, megapixels_help: str) -> None:
+    """Add ``--work_megapixels``, ``--guide_radius`` and ``--guide_eps`` (:mod:`models.work_resolution`) to ``group``:
+    test.py and remove_reflection.py share them; ``megapixels_help`` says what the working image is scaled from.
+    Check the parsed values with :func:`models.work_resolution.check_work_resolution`."""
+    group.add_argument("--work_megapixels", type=float, default=0.0, metavar="MP", help=megapixels_help)
+    group.add_argument("--guide_radius", type=int, default=None,
+                       help=f"guided filter window radius in working pixels (default {DEFAULT_GUIDE_RADIUS}; 0 = "
+                       "plain bilinear upsampling); with --work_megapixels")
+    group.add_argument("--guide_eps", type=float, default=None,
+                       help=f"guided filter regularisation, linear light squared (default {DEFAULT_GUIDE_EPS:g}); "
+                       "with --work_megapixels")
+
+
 def resolve_device(spec: str):
     """``--gpu_ids`` -> (list of ids, torch.device). Empty = GPU 0 when CUDA is available, else CPU; -1 = CPU."""
     spec = str(spec).strip()
@@ -183,38 +192,6 @@ def resolve_device(spec: str):
 
 def experiment_dir(opt) -> Path:
     return Path(opt.checkpoints_dir) / opt.name
-
-
-def read_saved_options(path) -> dict[str, str]:
-    """Options from a ``<phase>_opt.txt`` file (lines ``name: value [default: ...]``)."""
-    values = {}
-    for line in Path(path).read_text().splitlines():
-        if ":" in line and not line.startswith("-"):
-            key, _, rest = line.partition(":")
-            values[key.strip()] = rest.split("\t")[0].strip()
-    return values
-
-
-def resolve_architecture(opt) -> None:
-    """Fill ``--ngf``/``--num_cab`` when not given: the checkpoint folder's ``train_opt.txt``, then the weights file
-    itself, then upstream's defaults (64, 8). A folder of upstream's, with neither, means the released network."""
-    missing = [k for k in ARCH_FLAGS if getattr(opt, k, None) is None]
-    if not missing:
-        return
-    exp = experiment_dir(opt)
-    found = {}
-    train_opt = exp / "train_opt.txt"
-    if train_opt.is_file():
-        saved = read_saved_options(train_opt)
-        found = {k: int(saved[k]) for k in ARCH_FLAGS if saved.get(k, "None") not in ("None", "")}
-    weights = exp / f"{opt.epoch}_net_G_T.pth"
-    if len(found) < len(ARCH_FLAGS) and weights.is_file() and not opt.is_train:
-        from models.checkpoint import infer_generator_shape, load_state_dict_file
-
-        found = dict(zip(ARCH_FLAGS, infer_generator_shape(load_state_dict_file(weights), weights), strict=True))
-    defaults = {"ngf": DEFAULT_NGF, "num_cab": DEFAULT_NUM_CAB}
-    for k in missing:
-        setattr(opt, k, found.get(k, defaults[k]))
 
 
 def resolve_raw_source(opt) -> None:
@@ -247,10 +224,13 @@ def format_options(opt, parser) -> str:
 
 
 def save_options(opt, parser) -> Path:
-    """Write the final options (after every override) to ``<checkpoints_dir>/<name>/<phase>_opt.txt``."""
+    """Write the final options (after every override) to ``<checkpoints_dir>/<name>/<phase>_opt.txt``; a training
+    run also writes the generator's ``architecture.json`` beside it (:mod:`models.architecture`)."""
     rank = int(os.environ.get("RANK", "0"))
     path = experiment_dir(opt) / f"{opt.phase}_opt.txt"
     if rank != 0:
         return path
     atomic_write_text(path, format_options(opt, parser) + "\n")
+    if opt.phase == "train":
+        write_architecture(path.parent, opt.ngf, opt.num_cab, opt.netG)
     return path

@@ -1,8 +1,9 @@
 """Options of test.py (upstream names: --results_dir --num_test --eval --phase)."""
 
+from data.rawrr_dataset import DEFAULT_EVAL_RESIZE, EVAL_RESIZE_CHOICES, OFFICIAL_TEST_LONG_SIDE
 from models.tiling import DEFAULT_OVERLAP, check_tiling
-from models.work_resolution import DEFAULT_GUIDE_EPS, DEFAULT_GUIDE_RADIUS, check_work_resolution
-from options.base_options import BaseOptions
+from models.work_resolution import check_work_resolution
+from options.base_options import BaseOptions, add_work_resolution_flags
 from util.errors import UserError
 
 
@@ -18,7 +19,7 @@ class TestOptions(BaseOptions):
         g.add_argument("--phase", default="test", help="phase name (upstream flag)")
         g.add_argument("--num_test", type=int, default=0, help="evaluate at most this many images (0 = all)")
         g.add_argument("--eval", action="store_true", help="upstream flag; the network is always run in eval mode")
-        g.add_argument("--eval_resize", default="official", choices=("official", "none"),
+        g.add_argument("--eval_resize", default=DEFAULT_EVAL_RESIZE, choices=EVAL_RESIZE_CHOICES,
                        help="official = upstream's rule (long side 640, short side a multiple of 64); "
                        "none = native resolution (padded to a multiple of 8, cropped back)")
         g.add_argument("--tile", type=int, default=0,
@@ -27,16 +28,9 @@ class TestOptions(BaseOptions):
         g.add_argument("--tile_overlap", type=int, default=None,
                        help=f"overlap of neighbouring tiles, in RGB pixels (even; default {DEFAULT_OVERLAP}, at most "
                        "half of --tile)")
-        g.add_argument("--work_megapixels", type=float, default=0.0, metavar="MP",
-                       help="with --eval_resize none: run the network on each image scaled down to about MP "
-                       "megapixels and carry its result to native resolution with a guided filter (as "
-                       "remove_reflection.py); 0 = the network at the evaluation size")
-        g.add_argument("--guide_radius", type=int, default=None,
-                       help=f"guided filter window radius in working pixels (default {DEFAULT_GUIDE_RADIUS}; 0 = "
-                       "plain bilinear upsampling); with --work_megapixels")
-        g.add_argument("--guide_eps", type=float, default=None,
-                       help=f"guided filter regularisation, linear light squared (default {DEFAULT_GUIDE_EPS:g}); "
-                       "with --work_megapixels")
+        add_work_resolution_flags(g, "with --eval_resize none: run the network on each image scaled down to about MP "
+                                  "megapixels and carry its result to native resolution with a guided filter (as "
+                                  "remove_reflection.py); 0 = the network at the evaluation size")
         g.add_argument("--no_lpips", action="store_true", help="skip LPIPS (PSNR and SSIM only)")
         return parser
 
@@ -48,4 +42,5 @@ class TestOptions(BaseOptions):
         opt.guide_radius, opt.guide_eps = check_work_resolution(opt.work_megapixels, opt.guide_radius, opt.guide_eps)
         if opt.work_megapixels and opt.eval_resize != "none":
             raise UserError(f"--work_megapixels {opt.work_megapixels:g} works at native resolution: add --eval_resize "
-                            f"none (--eval_resize {opt.eval_resize} first scales every image to 640 px)")
+                            f"none (--eval_resize {opt.eval_resize} first scales every image to "
+                            f"{OFFICIAL_TEST_LONG_SIDE} px)")

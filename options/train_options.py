@@ -7,19 +7,14 @@ samples per epoch and the synthesis model are dataset options (``data/rawrr_trai
 import math
 
 from data.pseudo_raw import DEFAULT_RAW_SOURCE
-from data.rawrr_dataset import EVAL_RESIZE_CHOICES
+from data.rawrr_dataset import DEFAULT_EVAL_RESIZE, EVAL_RESIZE_CHOICES
 from data.rawrr_train_dataset import CROP_MULTIPLE
+from models.architecture import ARCH_FLAGS, DEFAULTS
 from models.networks import LR_POLICIES
-from options.base_options import (
-    ARCH_FLAGS,
-    DEFAULT_NGF,
-    DEFAULT_NUM_CAB,
-    BaseOptions,
-    add_flag_once,
-    save_options,
-)
+from options.base_options import BaseOptions, save_options
 from util.errors import UserError
 from util.precision import PRECISIONS
+from util.registry import add_flag_once
 
 TRAIN_NUM_THREADS = 2  # data-loading workers per process while training
 # integer flags and their smallest valid value (0 means "off" / "from another flag" where the help says so)
@@ -105,7 +100,7 @@ class TrainOptions(BaseOptions):
         add_flag_once(g, "--val_freq", type=int, default=2000,
                       help="validate every this many iterations (0 = only at the end)")
         add_flag_once(g, "--val_num", type=int, default=0, help="validate on the first this many images (0 = all)")
-        add_flag_once(g, "--val_resize", default="official", choices=EVAL_RESIZE_CHOICES,
+        add_flag_once(g, "--val_resize", default=DEFAULT_EVAL_RESIZE, choices=EVAL_RESIZE_CHOICES,
                       help="image size for validation, as test.py's --eval_resize")
         return parser
 
@@ -113,10 +108,9 @@ class TrainOptions(BaseOptions):
         opt = super().gather_options(argv)
         if not opt.continue_train:
             # a new run: the width is the flags' or upstream's, never a previous run's in the same folder
-            defaults = {"ngf": DEFAULT_NGF, "num_cab": DEFAULT_NUM_CAB}
             for key in ARCH_FLAGS:
                 if getattr(opt, key) is None:
-                    setattr(opt, key, defaults[key])
+                    setattr(opt, key, DEFAULTS[key])
             if opt.raw_source is None:
                 opt.raw_source = DEFAULT_RAW_SOURCE
         return opt

@@ -1,11 +1,11 @@
 """Peak memory of full-resolution reflection removal (the path of remove_reflection.py), measured.
 
-    python scripts/benchmark_memory.py --megapixels 24 --ngf 64 --tile 512 [--device cuda] [--max_tiles 4]
+    python -m scripts.benchmark_memory --megapixels 24 --ngf 64 --tile 512 [--device cuda] [--max_tiles 4]
 
 Builds a photo of the requested size as a real DNG (pidng) when pidng is installed, else in memory, then runs what
 ``remove_reflection.py`` runs: read the RAW (rawpy), render its RGB, pack, tiled inference with the full-size network
 (random weights unless ``--checkpoint``), quantise and write the transmission PNG. Prints the peak resident memory
-of the process (``ru_maxrss``: everything, the PyTorch runtime included) and, on CUDA, the peak GPU memory
+of the process (VmHWM: everything, the PyTorch runtime included) and, on CUDA, the peak GPU memory
 (``torch.cuda.max_memory_allocated``). ``--max_tiles`` stops after that many tiles (every host buffer is allocated
 before the first tile and tiles are processed one at a time, so the peak is reached by then): a 24-megapixel photo
 takes hours at ngf 64 on a small CPU.
@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from models.checkpoint import load_generator_weights  # noqa: E402
-from models.networks import define_G  # noqa: E402
-from models.tiling import separate_tiled, tile_starts  # noqa: E402
-from util.precision import PRECISIONS, resolve_precision, to_memory_format  # noqa: E402
+from models.checkpoint import load_generator_weights
+from models.networks import define_G
+from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, separate_tiled, tile_starts
+from options.base_options import DEFAULT_NGF, DEFAULT_NUM_CAB
+from util.image_io import quantize
+from util.measure import peak_rss_gib
+from util.precision import PRECISIONS, resolve_precision, to_memory_format
 
 ASPECT = 3 / 2  # width / height of a typical camera photo
 WHITE = 4095
@@ -76,11 +74,11 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--megapixels", type=float, default=24.0, help="photo size (3:2)")
-    p.add_argument("--ngf", type=int, default=64)
-    p.add_argument("--num_cab", type=int, default=8)
+    p.add_argument("--ngf", type=int, default=DEFAULT_NGF)
+    p.add_argument("--num_cab", type=int, default=DEFAULT_NUM_CAB)
     p.add_argument("--checkpoint", default="", help="generator weights (default: random weights of --ngf/--num_cab)")
-    p.add_argument("--tile", type=int, default=512)
-    p.add_argument("--tile_overlap", type=int, default=64)
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    p.add_argument("--tile_overlap", type=int, default=DEFAULT_OVERLAP)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--max_tiles", type=int, default=0, help="stop after this many tiles (0 = the whole photo)")
@@ -123,7 +121,7 @@ def main(argv=None) -> dict:
         times.append(now - last[0])
         last[0] = now
         done["tiles"] = i
-        print(f"  tile {i}/{total}: {times[-1]:.2f} s, peak RSS {peak_rss_gb():.2f} GB", flush=True)
+        print(f"  tile {i}/{total}: {times[-1]:.2f} s, peak RSS {peak_rss_gib():.2f} GB", flush=True)
         if args.max_tiles and i >= args.max_tiles:
             raise StopAfter
 
@@ -135,7 +133,7 @@ def main(argv=None) -> dict:
     with torch.inference_mode():
         try:
             out = separate_tiled(net, I_rgb, I_raw, args.tile, args.tile_overlap, device, precision, True, progress)
-            out["T_rgb"].clamp(0, 1).mul(255).round().byte()  # the quantisation of the saved image
+            quantize(out["T_rgb"])  # the quantisation of the saved image
         except StopAfter:
             complete = False
     result = {
@@ -144,17 +142,13 @@ def main(argv=None) -> dict:
         "tiles_run": done["tiles"], "complete": complete, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "precision": precision,
         "seconds_per_tile_median": float(np.median(times[1:] if len(times) > 1 else times)) if times else None,
-        "read_seconds": round(read_s, 2), "peak_rss_gb": round(peak_rss_gb(), 3),
+        "read_seconds": round(read_s, 2), "peak_rss_gb": round(peak_rss_gib(), 3),
         "peak_gpu_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None,
     }
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: kilobytes
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Build the held-out synthetic test sets of the RAW-vs-RGB study, one per condition (see data/condition_sets.py).
 
-    python scripts/make_condition_sets.py                  # from ../shared/data/photos into datasets/conditions/
-    python scripts/make_condition_sets.py --photos my_photos --holdout_every 8 --num 12 --size 256x384
+    python -m scripts.make_condition_sets                  # from ../shared/data/photos into datasets/conditions/
+    python -m scripts.make_condition_sets --photos my_photos --holdout_every 8 --num 12 --size 256x384
 
 ``--photos`` and ``--holdout_every`` must be train.py's ``--dataroot`` and ``--holdout_every``: the sets are made
 from exactly the photos that training leaves out. Conditions: normal, highlights (exposure x1.4-2.0: the RGB clips
@@ -14,26 +14,14 @@ gain 0.45-0.6) and weak_reflection (0.15-0.25); the same scenes and random draws
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from data.condition_sets import (  # noqa: E402
-    CONDITIONS,
-    DEFAULT_NUM,
-    DEFAULT_SEED,
-    DEFAULT_SIZE,
-    make_condition_sets,
-    parse_size_hw,
-)
-from data.splits import DEFAULT_HOLDOUT_EVERY  # noqa: E402
-from util.errors import run_cli  # noqa: E402
+from data.condition_sets import CONDITIONS, DEFAULT_NUM, DEFAULT_SEED, DEFAULT_SIZE, make_condition_sets, parse_size_hw
+from data.splits import DEFAULT_HOLDOUT_EVERY
+from util.errors import run_cli
 
 DEFAULT_OUT = "datasets/conditions"
-SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 
 
 def parse_args(argv=None):

@@ -4,7 +4,7 @@
 The photographs are the natural colour images that the scikit-image wheel itself ships in ``skimage/data``
 (no download): astronaut, chelsea, coffee, rocket and motorcycle_left. Each item takes its transmission T and its
 reflection R from two different photos, fitted to the output size (cover-scale with Lanczos, then a seeded crop),
-and mixes them with the physical model of :func:`util.synthesis.synthesize_physical`: both photos are unprocessed
+and mixes them with the physical model of :func:`data.synthesis.synthesize_physical`: both photos are unprocessed
 to camera RAW (inverse tone curve, inverse gamma, sRGB -> camera colour matrix, inverse white balance), mixed in
 linear light (glass transmittance, blurred and attenuated reflection, optional ghost), given shot and read noise,
 mosaicked and quantised to the black/white levels of the default camera profile (RGGB, 400 / 16383); every RGB
@@ -20,7 +20,7 @@ official test-time resize unchanged.
 Deterministic: the same arguments give byte-identical files. Running it again on a complete folder with the same
 manifest does nothing.
 
-Usage: python scripts/make_demo_dataset.py [--out datasets/demo] [--num 8] [--seed 0] [--size 448x640] [--force]
+Usage: python -m scripts.make_demo_dataset [--out datasets/demo] [--num 8] [--seed 0] [--size 448x640] [--force]
 """
 
 from __future__ import annotations
@@ -29,15 +29,10 @@ import argparse
 import hashlib
 import importlib.util
 import json
-import shutil
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from util.errors import UserError, run_cli  # noqa: E402
+from util import generated_folder
+from util.errors import UserError, run_cli
 
 GENERATOR = "scripts/make_demo_dataset.py"
 FORMAT_VERSION = 1  # bump when the generated data changes for the same arguments
@@ -48,16 +43,14 @@ DEFAULT_SIZE = (448, 640)  # (H, W): upstream's official resize maps 448 x 640 t
 # Natural colour photographs stored in the scikit-image wheel (skimage/data), not fetched by pooch.
 DEMO_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
 CAMERA = "default"  # data.cameras profile of the mosaics (RGGB, black 400, white 16383)
-# util.synthesis.PhysicalConfig fields changed for the demo: a slightly weaker reflection than for training, so that
+# data.synthesis.PhysicalConfig fields changed for the demo: a slightly weaker reflection than for training, so that
 # about half of the draws already fall in BASELINE_PSNR_RANGE.
 DEMO_CONFIG_OVERRIDES = {"reflection_gain": (0.1, 0.4)}
 BASELINE_PSNR_RANGE = (18.0, 24.0)  # dB, do-nothing PSNR of I vs T accepted for an item
 MAX_DRAWS = 50  # reflection redraws per item before the draw closest to the range is kept
 ROLE_FOLDERS = {"I": "testB", "T": "testA1", "R": "testA2"}
-MANIFEST = "manifest.json"
 README = "README.txt"
 CAMERA_JSON = "camera.json"
-PARTIAL_SUFFIX = ".partial"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -110,26 +103,12 @@ def build_request(num: int, seed: int, size: tuple[int, int], sources: list[Path
     }
 
 
-def expected_files(stems: list[str]) -> list[str]:
-    files = [MANIFEST, README, CAMERA_JSON]
-    for prefix in ROLE_FOLDERS.values():
-        for kind in ("rgb", "raw"):
-            files += [f"{prefix}_{kind}/{stem}.png" for stem in stems]
-    return files
-
-
 def is_up_to_date(out: Path, request: dict) -> bool:
     """True where ``out`` holds a complete set made from the same request."""
-    try:
-        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(manifest, dict) or manifest.get("request") != request:
-        return False
-    stems = [item.get("stem") for item in manifest.get("items", [])]
-    if len(stems) != request["num"] or not all(isinstance(s, str) for s in stems):
-        return False
-    return all((out / rel).is_file() for rel in expected_files(stems))
+    def files(stems):
+        return [README, CAMERA_JSON, *generated_folder.layout_files(stems, ROLE_FOLDERS.values())]
+
+    return generated_folder.is_up_to_date(out, request, files)
 
 
 def _fit(rgb_u8, size: tuple[int, int], rng):
@@ -154,9 +133,10 @@ def generate(out: Path, request: dict, sources: list[Path]) -> list[dict]:
     import torch
 
     from data.cameras import CAMERA_PROFILES
-    from data.image_io import read_rgb, write_png16, write_rgb
-    from util.metrics import psnr, to_uint8
-    from util.synthesis import PhysicalConfig, params_to_json, raw_to_counts, synthesize_physical
+    from data.image_io import write_png16
+    from data.synthesis import PhysicalConfig, params_to_json, raw_to_counts, synthesize_physical
+    from util.image_io import read_rgb, to_uint8, write_rgb
+    from util.metrics import psnr
 
     profile = CAMERA_PROFILES[request["camera"]]
     config = PhysicalConfig(**{k: tuple(v) for k, v in request["physical_config_overrides"].items()})
@@ -224,7 +204,7 @@ def write_readme(out: Path, request: dict, items: list[dict]) -> None:
         f"RGB: 8-bit sRGB PNG. RAW: 16-bit single-channel PNG Bayer mosaic of camera profile {request['camera']!r}",
         f"({profile.cfa}, black {profile.black}, white {profile.white}; see camera.json and data/cameras.py).",
         "",
-        "Model (util.synthesis.synthesize_physical): unprocess both photos to camera RAW with one random camera",
+        "Model (data.synthesis.synthesize_physical): unprocess both photos to camera RAW with one random camera",
         "(Brooks et al. 2019), mix in linear light (glass transmittance, blurred/attenuated/possibly doubled",
         "reflection), add shot + read noise, quantise; every RGB is rendered from its RAW by the same forward ISP.",
         f"Items are redrawn until the do-nothing PSNR (I vs T, 8-bit) is in [{BASELINE_PSNR_RANGE[0]:g}, "
@@ -252,25 +232,15 @@ def make_demo_dataset(out, num: int = DEFAULT_NUM, seed: int = DEFAULT_SEED, siz
     if not force and is_up_to_date(out, request):
         print(f"{out} is up to date ({num} items, seed {seed}); nothing to do")
         return False
-    if out.exists():
-        if not out.is_dir():
-            raise UserError(f"--out {out} exists and is not a folder")
-        manifest = out / MANIFEST
-        ours = manifest.is_file() and GENERATOR in manifest.read_text(encoding="utf-8", errors="replace")
-        if any(out.iterdir()) and not ours:
-            raise UserError(f"--out {out} is a non-empty folder that {GENERATOR} did not make; choose another --out")
-    partial = out.with_name(out.name + PARTIAL_SUFFIX)
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    items = generate(partial, request, sources)
-    (partial / CAMERA_JSON).write_text(json.dumps({"camera": request["camera"]}) + "\n", encoding="utf-8")
-    write_readme(partial, request, items)
-    manifest = {"request": request, "items": items}
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    generated_folder.check_replaceable(out, GENERATOR)
+
+    def fill(partial: Path) -> list[dict]:
+        items = generate(partial, request, sources)
+        (partial / CAMERA_JSON).write_text(json.dumps({"camera": request["camera"]}) + "\n", encoding="utf-8")
+        write_readme(partial, request, items)
+        return items
+
+    generated_folder.build_folder(out, request, fill)
     print(f"wrote {num} items to {out}")
     return True
 

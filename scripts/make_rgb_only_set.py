@@ -2,7 +2,7 @@
 """Turn RGB-only reflection pairs (a photo through glass + its ground-truth transmission) into the upstream test
 layout, with a RAW made by inverting a fixed ISP, so that CR3Net can be evaluated on them.
 
-    python scripts/make_rgb_only_set.py --blend ../shared/data/reflection/location_aware_sirr/blend \
+    python -m scripts.make_rgb_only_set --blend ../shared/data/reflection/location_aware_sirr/blend \
         --transmission ../shared/data/reflection/location_aware_sirr/transmission --out datasets/real_rgb_only
 
 Real through-glass photos are rarely published with their RAW files. Here each RGB image (input and ground truth
@@ -16,23 +16,17 @@ Pairs match by file stem; a missing partner is an error.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from data.cameras import DATASET_PROFILE_FILE  # noqa: E402
-from data.image_io import RGB_EXTENSIONS, read_rgb  # noqa: E402
-from data.pseudo_raw import write_pseudo_raw_pair  # noqa: E402
-from util.errors import UserError, run_cli  # noqa: E402
+from data.cameras import DATASET_PROFILE_FILE
+from data.pseudo_raw import write_pseudo_raw_pair
+from util.errors import UserError, run_cli
+from util.image_io import RGB_EXTENSIONS, files_by_stem, read_rgb
 
 
 def by_stem(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise UserError(f"{folder} is not a folder")
-    files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in RGB_EXTENSIONS}
+    """``{stem: image}`` of ``folder`` (:func:`util.image_io.files_by_stem`); a folder without images is an error."""
+    files = files_by_stem(folder, RGB_EXTENSIONS, unique=True)
     if not files:
         raise UserError(f"{folder} holds no images ({', '.join(RGB_EXTENSIONS)})")
     return files

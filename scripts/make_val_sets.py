@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the held-out validation sets that training is judged on, in the upstream test layout.
 
-    python scripts/make_val_sets.py                        # from ../shared/data into datasets/val/
+    python -m scripts.make_val_sets                        # from ../shared/data into datasets/val/
     python train.py ... --dataroot ../shared/data/photos --real_dataroot ../shared/data/reflection/zhang_real \
         --holdout_every 8 --val_dataroot datasets/val/real_zhang_heldout datasets/val/real_location_aware \
         datasets/val/syn_upstream_heldout
@@ -12,13 +12,13 @@ Three sets, none of which a run with the same ``--holdout_every`` trains on:
   :func:`data.splits.is_held_out` picks (about one in ``--holdout_every``); train.py leaves exactly these out.
 * ``real_location_aware``: every pair of the location-aware SIRR set (``blend``/``transmission``), never trained on.
 * ``syn_upstream_heldout``: ``--num_synthetic`` triplets made with *upstream's* mixing (Zhang et al. 2018's
-  x^2.2, Gaussian blur, over-exposure correction, vignette: :func:`util.synthesis.synthesize_upstream`) from
+  x^2.2, Gaussian blur, over-exposure correction, vignette: :func:`data.synthesis.synthesize_upstream`) from
   held-out photos only (``--photos``, paths relative to it, so use the same folder as train.py's ``--dataroot``).
   T and R come from two different photos, each cover-scaled (Lanczos) and cropped to ``--size``; the vignette
   keeps upstream's proportions at that size; upstream's skip rules redraw the pair. The mixing parameters are
   upstream's.
 * ``syn_linear_heldout``: the same photos and crops mixed by plain linear addition
-  (:func:`util.synthesis.synthesize_linear`), a model that no training option uses.
+  (:func:`data.synthesis.synthesize_linear`), a model that no training option uses.
 
 The real sets have no RAW: it is made by the fixed neutral inverse ISP of :mod:`data.pseudo_raw` (RGGB mosaic,
 default camera profile), so on them CR3Net's RAW branch sees nothing the RGB does not show. The synthetic set's
@@ -29,19 +29,15 @@ RAW is upstream's linear mosaic in the default profile's levels. Every set gets 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
-import json
-import shutil
-import sys
 from pathlib import Path
 
+from data.splits import DEFAULT_HOLDOUT_EVERY, is_held_out
+from util import generated_folder
+from util.errors import UserError, run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from data.splits import DEFAULT_HOLDOUT_EVERY, is_held_out  # noqa: E402
-from util.errors import UserError, run_cli  # noqa: E402
-
 GENERATOR = "scripts/make_val_sets.py"
 FORMAT_VERSION = 1  # bump when the written data changes for the same request
 SHARED = ROOT.parent / "shared" / "data"
@@ -51,8 +47,6 @@ DEFAULT_SIZE = (448, 640)  # (H, W), landscape; upstream's official test resize 
 DEFAULT_SEED = 0
 SETS = ("real_zhang_heldout", "real_location_aware", "syn_upstream_heldout", "syn_linear_heldout")
 SYNTHETIC_MODELS = {"syn_upstream_heldout": "upstream", "syn_linear_heldout": "linear"}
-MANIFEST = "manifest.json"
-PARTIAL_SUFFIX = ".partial"
 MAX_DRAWS = 50  # pair redraws under upstream's skip rules before the last draw is kept
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -63,8 +57,8 @@ def _sha256(path: Path) -> str:
 
 def _pairs(root: Path, layouts) -> dict[str, tuple[Path, Path]]:
     """``{stem: (photo through glass, transmission)}`` of an RGB-only pair set in one of ``layouts``."""
-    from data.image_io import RGB_EXTENSIONS
-    from data.rawrr_dataset import files_by_stem, single_partner
+    from data.rawrr_dataset import single_partner
+    from util.image_io import RGB_EXTENSIONS, files_by_stem
 
     for blend, trans in layouts:
         if (root / blend).is_dir() and (root / trans).is_dir():
@@ -116,17 +110,9 @@ def build_requests(args) -> dict[str, dict]:
     return requests
 
 
-def _up_to_date(folder: Path, request: dict) -> bool:
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("request") == request
-
-
 def _write_real(folder: Path, request: dict, layout) -> list[dict]:
-    from data.image_io import read_rgb
     from data.pseudo_raw import write_pseudo_raw_pair
+    from util.image_io import read_rgb
     from util.metrics import psnr
 
     pairs = _pairs(Path(request["source"]), [layout])
@@ -147,9 +133,8 @@ def _write_synthetic(folder: Path, request: dict) -> list[dict]:
     import numpy as np
 
     from data.cameras import DEFAULT_PROFILE
-    from data.image_io import PhotoPairs, write_png16, write_rgb
-    from util.metrics import psnr, to_uint8
-    from util.synthesis import (
+    from data.image_io import PhotoPairs, write_png16
+    from data.synthesis import (
         raw_to_counts,
         scaled_vignette_size,
         should_resample,
@@ -157,6 +142,8 @@ def _write_synthetic(folder: Path, request: dict) -> list[dict]:
         synthesize_upstream,
         upstream_source_skip,
     )
+    from util.image_io import to_uint8, write_rgb
+    from util.metrics import psnr
 
     size = tuple(request["size_hw"])
     vignette = scaled_vignette_size(*size)
@@ -198,32 +185,26 @@ def make_val_sets(args) -> dict[str, Path]:
     for name, request in requests.items():
         folder = out / name
         made[name] = folder
-        if not args.force and _up_to_date(folder, request):
+        if not args.force and generated_folder.is_up_to_date(folder, request):
             print(f"{folder} is up to date")
             continue
-        if folder.exists() and any(folder.iterdir()):
-            manifest = folder / MANIFEST
-            if not (manifest.is_file() and GENERATOR in manifest.read_text(encoding="utf-8", errors="replace")):
-                raise UserError(f"{folder} is a non-empty folder that {GENERATOR} did not make; choose another --out")
-        partial = folder.with_name(folder.name + PARTIAL_SUFFIX)
-        if partial.exists():
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True)
+        generated_folder.check_replaceable(folder, GENERATOR)
         print(f"building {folder}")
-        if name == "real_zhang_heldout":
-            items = _write_real(partial, request, ("blended", "transmission"))
-        elif name == "real_location_aware":
-            items = _write_real(partial, request, ("blend", "transmission"))
-        else:
-            items = _write_synthetic(partial, request)
-        (partial / "camera.json").write_text('{"camera": "default"}\n', encoding="utf-8")
-        manifest = {"request": request, "items": items}
-        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        partial.rename(folder)
+        items = generated_folder.build_folder(folder, request, functools.partial(_write_set, name, request))
         print(f"wrote {len(items)} item(s) to {folder}")
     return made
+
+
+def _write_set(name: str, request: dict, folder: Path) -> list[dict]:
+    """Write set ``name`` into the empty ``folder``; returns its manifest items."""
+    if name == "real_zhang_heldout":
+        items = _write_real(folder, request, ("blended", "transmission"))
+    elif name == "real_location_aware":
+        items = _write_real(folder, request, ("blend", "transmission"))
+    else:
+        items = _write_synthetic(folder, request)
+    (folder / "camera.json").write_text('{"camera": "default"}\n', encoding="utf-8")
+    return items
 
 
 def _size(text: str) -> tuple[int, int]:

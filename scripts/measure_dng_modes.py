@@ -1,7 +1,7 @@
 """Measure how ``remove_reflection.py --raw_out`` should form the DNG's mosaic (``--raw_mosaic``), on real RAW files.
 
-    python scripts/measure_dng_modes.py                                    # ../shared/data/raw, the demo checkpoint
-    python scripts/measure_dng_modes.py PHOTO.NEF ... --checkpoint checkpoints/RAW_RGB_RR/final_net_G_T.pth \
+    python -m scripts.measure_dng_modes                                    # ../shared/data/raw, the demo checkpoint
+    python -m scripts.measure_dng_modes PHOTO.NEF ... --checkpoint checkpoints/RAW_RGB_RR/final_net_G_T.pth \
         --gpu_ids 0 --json dng_modes.json
 
 For each photo (RGB rendered from the RAW, as remove_reflection.py does without a JPEG) and each network, the network
@@ -31,22 +31,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from data.camera_raw import is_camera_raw, read_camera_raw, render_rgb
+from data.raw_out import RAW_MOSAIC_MODES, reflection_free_mosaic, write_reflection_free_dng
+from models.inference import IdentityNet
+from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled
+from options.base_options import resolve_device
+from remove_reflection import DEFAULT_CHECKPOINT, load_network
+from util.dng import read_source_metadata
+from util.errors import UserError, run_cli
+from util.image_io import to_uint8
+from util.metrics import json_safe, psnr
+from util.precision import PRECISIONS, resolve_precision, to_memory_format
 
-from data.camera_raw import is_camera_raw, read_camera_raw, render_rgb  # noqa: E402
-from data.raw_out import RAW_MOSAIC_MODES, reflection_free_mosaic, write_reflection_free_dng  # noqa: E402
-from models.inference import IdentityNet  # noqa: E402
-from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled  # noqa: E402
-from options.base_options import resolve_device  # noqa: E402
-from remove_reflection import DEFAULT_CHECKPOINT, load_network  # noqa: E402
-from util.dng import read_source_metadata  # noqa: E402
-from util.errors import UserError, run_cli  # noqa: E402
-from util.metrics import json_safe, psnr, to_uint8  # noqa: E402
-from util.precision import PRECISIONS, resolve_precision, to_memory_format  # noqa: E402
-
-DEFAULT_RAW_DIR = ROOT.parent / "shared" / "data" / "raw"
+DEFAULT_RAW_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw"
 
 
 def parse_args(argv):

@@ -1,15 +1,15 @@
 """Quality, time and memory of ``--work_megapixels`` (the network at a working resolution, its result carried to full
 resolution by a guided filter, :mod:`models.work_resolution`) against the network at full resolution, whole and tiled.
 
-    python scripts/measure_work_resolution.py --checkpoint CK.pth --gpu_ids 0 --json quality.json       # quality
-    python scripts/measure_work_resolution.py --megapixels 24 --work_megapixels 1 2 --json timing.json  # 24 MP time
+    python -m scripts.measure_work_resolution --checkpoint CK.pth --gpu_ids 0 --json quality.json       # quality
+    python -m scripts.measure_work_resolution --megapixels 24 --work_megapixels 1 2 --json timing.json  # 24 MP time
 
 **Quality** (the default): high-resolution pairs in the test layout with a ground-truth T (``--dataroot DIR ...``),
 else two sets built once into ``--build_dir`` (rebuilt when their request changes):
 
 * ``zhang_heldout_full``: the real pairs of Zhang et al. 2018 that :func:`data.splits.is_held_out` keeps out of
   training (``--holdout_every``), at their full size, RAW made by :mod:`data.pseudo_raw`;
-* ``syn_physical_largest``: ``--num_synthetic`` triplets of :func:`util.synthesis.synthesize_physical` at the size of
+* ``syn_physical_largest``: ``--num_synthetic`` triplets of :func:`data.synthesis.synthesize_physical` at the size of
   the largest held-out photos of ``--photos`` (aspect ratio at most 2:1), each as T with another of them as R.
 
 For every image: the network on the whole image at native resolution (``whole``, images up to
@@ -35,12 +35,9 @@ Prints Markdown tables; ``--json`` also writes every row and the setup.
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.util
 import json
 import math
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -50,15 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import remove_reflection  # noqa: E402
-from data.splits import DEFAULT_HOLDOUT_EVERY, is_held_out  # noqa: E402
-from models.networks import define_G  # noqa: E402
-from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled  # noqa: E402
-from models.work_resolution import (  # noqa: E402
+import remove_reflection
+from data.splits import DEFAULT_HOLDOUT_EVERY, is_held_out
+from models.networks import define_G
+from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled
+from models.work_resolution import (
     DEFAULT_GUIDE_EPS,
     DEFAULT_GUIDE_RADIUS,
     DEFAULT_REPRESENTATION,
@@ -67,11 +60,16 @@ from models.work_resolution import (  # noqa: E402
     upsample_separation,
     work_size,
 )
-from options.base_options import resolve_device  # noqa: E402
-from util.errors import UserError, run_cli  # noqa: E402
-from util.metrics import json_safe, psnr, ssim, to_uint8  # noqa: E402
-from util.precision import PRECISIONS, cpu_has_native_bf16, resolve_precision, to_memory_format  # noqa: E402
+from options.base_options import resolve_device
+from scripts import benchmark_memory
+from util import generated_folder
+from util.errors import UserError, run_cli
+from util.image_io import to_uint8
+from util.measure import cpu_name, peak_rss_gib, reset_peak_rss, synchronize
+from util.metrics import json_safe, psnr, ssim
+from util.precision import PRECISIONS, cpu_has_native_bf16, resolve_precision, to_memory_format
 
+ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_BUILD_DIR = ROOT / "datasets" / "work_resolution"
 SETS = ("zhang_heldout_full", "syn_physical_largest")
@@ -81,40 +79,8 @@ DEFAULT_WHOLE_MAX_MEGAPIXELS = 2.0  # the whole-image reference above this size 
 DEFAULT_NUM_SYNTHETIC = 6
 MAX_ASPECT = 2.0  # photos more elongated than 2:1 (a cube map, a panorama) are not used for the synthetic set
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-MANIFEST = "manifest.json"
 GENERATOR = "scripts/measure_work_resolution.py"
 FORMAT_VERSION = 1
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Peak memory per mode
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def reset_peak_rss() -> bool:
-    """Reset the process's peak resident memory (Linux: ``5`` to /proc/self/clear_refs); False where not possible."""
-    gc.collect()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_gb() -> float:
-    """Peak resident memory of this process in GiB since the last :func:`reset_peak_rss` (VmHWM), else ever."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: kB
-
-
-def synchronize(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -128,8 +94,8 @@ def _photos(root: Path) -> list[Path]:
 
 
 def zhang_request(args) -> dict:
-    from data.image_io import RGB_EXTENSIONS
-    from data.rawrr_dataset import files_by_stem, single_partner
+    from data.rawrr_dataset import single_partner
+    from util.image_io import RGB_EXTENSIONS, files_by_stem
 
     root = Path(args.zhang)
     blends = files_by_stem(root / "blended", RGB_EXTENSIONS)
@@ -165,8 +131,8 @@ def synthetic_request(args) -> dict:
 
 
 def write_zhang(folder: Path, request: dict) -> None:
-    from data.image_io import read_rgb
     from data.pseudo_raw import write_pseudo_raw_pair
+    from util.image_io import read_rgb
 
     for stem, (blend, transmission) in request["pairs"].items():
         h, w = write_pseudo_raw_pair(folder, stem, read_rgb(blend), read_rgb(transmission))
@@ -175,8 +141,9 @@ def write_zhang(folder: Path, request: dict) -> None:
 
 def write_synthetic(folder: Path, request: dict) -> None:
     from data.cameras import DEFAULT_PROFILE
-    from data.image_io import fit_photo, read_rgb, write_png16, write_rgb
-    from util.synthesis import raw_to_counts, synthesize_physical
+    from data.image_io import fit_photo, write_png16
+    from data.synthesis import raw_to_counts, synthesize_physical
+    from util.image_io import read_rgb, write_rgb
 
     root = Path(request["source"])
     names = request["photos"]
@@ -202,28 +169,18 @@ def write_synthetic(folder: Path, request: dict) -> None:
 
 def build_set(name: str, args) -> Path:
     """The folder of set ``name`` under ``--build_dir``, built (or kept when its request is unchanged)."""
-    import shutil
-
     request = zhang_request(args) if name == "zhang_heldout_full" else synthetic_request(args)
     folder = Path(args.build_dir) / name
-    try:
-        if json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("request") == request:
-            return folder
-    except (OSError, ValueError, AttributeError):
-        pass
-    if folder.exists() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
-        raise UserError(f"{folder} is a non-empty folder that {GENERATOR} did not make; choose another --build_dir")
-    partial = folder.with_name(folder.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    if generated_folder.is_up_to_date(folder, request):
+        return folder
+    generated_folder.check_replaceable(folder, GENERATOR, "--build_dir")
     print(f"building {folder}")
-    (write_zhang if name == "zhang_heldout_full" else write_synthetic)(partial, request)
-    (partial / "camera.json").write_text('{"camera": "default"}\n', encoding="utf-8")
-    (partial / MANIFEST).write_text(json.dumps({"request": request}, indent=2) + "\n", encoding="utf-8")
-    if folder.exists():
-        shutil.rmtree(folder)
-    partial.rename(folder)
+
+    def fill(partial: Path) -> None:
+        (write_zhang if name == "zhang_heldout_full" else write_synthetic)(partial, request)
+        (partial / "camera.json").write_text('{"camera": "default"}\n', encoding="utf-8")
+
+    generated_folder.build_folder(folder, request, fill)
     return folder
 
 
@@ -259,7 +216,7 @@ def measure_image(set_name: str, item: dict, net, args, device, precision) -> li
         start = time.perf_counter()
         out = separate_tiled(net, I_rgb, I_raw, tile, args.tile_overlap, device, precision, True)
         synchronize(device)
-        record(mode, out["T_rgb"], time.perf_counter() - start, peak_rss_gb())
+        record(mode, out["T_rgb"], time.perf_counter() - start, peak_rss_gib())
 
     with torch.inference_mode():
         if "whole" in args.modes and h * w <= args.whole_max_megapixels * 1e6:
@@ -281,7 +238,7 @@ def measure_image(set_name: str, item: dict, net, args, device, precision) -> li
                             out = upsample_separation(I_rgb, I_raw, work, radius, eps, representation, ("T_rgb",))
                             seconds = network_seconds + time.perf_counter() - start
                             record(f"{label} {representation} r{radius} eps{eps:g}", out["T_rgb"], seconds,
-                                   peak_rss_gb(), working_size=f"{size[1]}x{size[0]}", representation=representation,
+                                   peak_rss_gib(), working_size=f"{size[1]}x{size[0]}", representation=representation,
                                    radius=radius, eps=eps, network_seconds=round(network_seconds, 3))
     reference = next((mode for mode in ("whole", "tiled") if mode in results), None)
     whole = next((r for r in rows if r["mode"] == "whole"), None)
@@ -356,18 +313,8 @@ def measure_quality(args, device, precision) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _benchmark_memory():
-    """scripts/benchmark_memory.py (its 3:2 photo size and DNG writer), loaded from beside this file."""
-    spec = importlib.util.spec_from_file_location("cr3net_benchmark_memory", Path(__file__).with_name(
-        "benchmark_memory.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def measure_timing(args, device, precision) -> dict:
-    bench = _benchmark_memory()
-    h, w = bench.photo_size(args.megapixels)
+    h, w = benchmark_memory.photo_size(args.megapixels)  # its 3:2 photo size and DNG writer
     torch.manual_seed(0)
     if args.checkpoint_given:
         net, ngf, num_cab = remove_reflection.load_network(args.checkpoint, device)
@@ -380,7 +327,7 @@ def measure_timing(args, device, precision) -> dict:
     rows = []
     with tempfile.TemporaryDirectory(prefix="work_resolution_") as tmp:
         dng = Path(tmp) / "photo.dng"
-        if not bench.write_dng(dng, h, w):
+        if not benchmark_memory.write_dng(dng, h, w):
             raise UserError("--megapixels needs pidng and rawpy (a real DNG, read as remove_reflection.py reads it)")
         print(f"{w}x{h} ({w * h / 1e6:.1f} MP) DNG; {network}; {device}, {precision}, "
               f"{torch.get_num_threads()} threads")
@@ -403,7 +350,7 @@ def measure_timing(args, device, precision) -> dict:
             row = {"photo": f"{w}x{h}", "megapixels": round(w * h / 1e6, 2), "work_megapixels": mp,
                    "working_size": f"{size[1]}x{size[0]}" if size else "full resolution", "precision": precision,
                    "seconds": round(seconds, 2), **{f"{k}_seconds": round(v, 2) for k, v in result.seconds.items()},
-                   "peak_rss_gb": round(peak_rss_gb(), 3)}
+                   "peak_rss_gb": round(peak_rss_gib(), 3)}
             rows.append(row)
             print(f"  --work_megapixels {mp:g} ({row['working_size']}): {seconds:.1f} s "
                   f"({', '.join(f'{k} {v:.1f}' for k, v in result.seconds.items())}), peak RSS "
@@ -492,7 +439,7 @@ def main(argv=None) -> dict:
     precision = resolve_precision(args.precision, device)
     results = measure_timing(args, device, precision) if args.megapixels else measure_quality(args, device, precision)
     meta = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
-            _cpu_name(), "cpu_native_bf16": cpu_has_native_bf16(), "threads": torch.get_num_threads(),
+            cpu_name(), "cpu_native_bf16": cpu_has_native_bf16(), "threads": torch.get_num_threads(),
             "precision": precision, "tile": args.tile, "tile_overlap": args.tile_overlap,
             "peak_rss_per_mode": reset_peak_rss(), "python": platform.python_version(), "torch": torch.__version__,
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -501,16 +448,6 @@ def main(argv=None) -> dict:
         Path(args.json).write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf-8")
         print(f"numbers: {args.json}")
     return results
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does RAW help? CR3Net trained on the camera's RAW against its RGB-only twin, on held-out sets split by condition.
 
-    python scripts/raw_vs_rgb.py --out studies/raw_vs_rgb --dataroot ../shared/data/photos --holdout_every 8 \
+    python -m scripts.raw_vs_rgb --out studies/raw_vs_rgb --dataroot ../shared/data/photos --holdout_every 8 \
         --budget 1500 --ngf 16 --num_cab 2 --seeds 0 1 --crop_size 128 --batch_size 4 \
         --real_sets datasets/val/real_zhang_heldout datasets/val/real_location_aware
 
@@ -47,7 +47,6 @@ import io
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -55,11 +54,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from data.condition_sets import (  # noqa: E402
+from data.condition_sets import (
     CONDITIONS,
     DEFAULT_NUM,
     DEFAULT_SEED,
@@ -68,10 +63,13 @@ from data.condition_sets import (  # noqa: E402
     make_condition_sets,
     parse_size_hw,
 )
-from data.splits import DEFAULT_HOLDOUT_EVERY  # noqa: E402
-from util.errors import UserError, run_cli  # noqa: E402
-from util.files import atomic_write, atomic_write_text  # noqa: E402
-from util.precision import PRECISIONS  # noqa: E402
+from data.splits import DEFAULT_HOLDOUT_EVERY
+from util.errors import UserError, run_cli
+from util.files import atomic_write, atomic_write_text
+from util.measure import cpu_name
+from util.precision import PRECISIONS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TWINS = ("sensor", "rgb")  # train.py / test.py --raw_source of each twin
 METRICS = ("psnr", "ssim", "lpips")
@@ -286,7 +284,7 @@ def real_set_entries(args) -> list[dict]:
         if isinstance(built_with, int) and built_with != args.holdout_every:
             raise UserError(f"--real_sets {folder} holds the pairs held out by --holdout_every {built_with}, but the "
                             f"study trains with --holdout_every {args.holdout_every}: some may be trained on; rebuild "
-                            f"it with scripts/make_val_sets.py --holdout_every {args.holdout_every}")
+                            f"it with python -m scripts.make_val_sets --holdout_every {args.holdout_every}")
         if folder.name in args.conditions or any(s["name"] == folder.name for s in sets):
             raise UserError(f"two evaluation sets are named {folder.name}; rename that folder of --real_sets")
         sets.append({"name": folder.name, "folder": folder, "kind": "real", "eval_resize": args.real_eval_resize,
@@ -436,19 +434,11 @@ def _duration(seconds: float) -> str:
 
 def machine_description(args) -> str:
     """CPU model and count, and the GPU where the runs use one (from /proc/cpuinfo and torch)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from options.base_options import resolve_device
     from util.precision import resolve_precision
 
     _, device = resolve_device(args.gpu_ids)
-    text = f"{cpu}, {os.cpu_count()} logical CPUs"
+    text = f"{cpu_name()}, {os.cpu_count()} logical CPUs"
     if device.type == "cuda":
         import torch
 

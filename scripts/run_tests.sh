@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh requirements-dev.txt
-if ! python scripts/visdom_offline.py; then
+if ! python -m scripts.visdom_offline; then
   echo "[run_tests] warning: the offline visdom page could not be prepared (npm registry?); the browser test will skip" >&2
 fi
 python -m ruff check .

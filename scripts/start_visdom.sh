@@ -27,6 +27,6 @@ else
     fi
 fi
 
-"$PYTHON" "$ROOT/scripts/visdom_offline.py"
+(cd "$ROOT" && "$PYTHON" -m scripts.visdom_offline)
 echo "dashboard: http://localhost:$PORT  (stop with Ctrl-C)"
 exec "$PYTHON" -m visdom.server -port "$PORT" -bind_local "$@"

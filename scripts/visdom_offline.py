@@ -20,7 +20,7 @@ package at the version visdom asks for, so this script:
 Running it again when everything is in place does nothing and takes a fraction of a second (the file list is
 remembered in the cache, so visdom, which imports torch, is not even imported).
 
-Usage: python scripts/visdom_offline.py [--cache-dir DIR] [--force] [--check]
+Usage: python -m scripts.visdom_offline [--cache-dir DIR] [--force] [--check]
 """
 
 import argparse
@@ -40,12 +40,10 @@ from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from unittest import mock
 
+from util.errors import FileSystemError, UserError, run_cli
+from util.files import atomic_write_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from util.errors import UserError, run_cli  # noqa: E402
-
 DEFAULT_CACHE_DIR = ROOT / ".cache" / "npm"
 BUILT_MARKER = PurePosixPath("static/version.built")
 PAGE_TEMPLATE = PurePosixPath("static/index.html")
@@ -190,9 +188,9 @@ def static_files(visdom_dir, version, cache_dir):
             pass  # unreadable: list the files again
     files = list_static_files()
     rows = [dict(vars(item), dest=item.dest.as_posix()) for item in files]
-    with contextlib.suppress(OSError):  # the list is only a shortcut; a read-only cache just makes runs slower
+    with contextlib.suppress(OSError, FileSystemError):  # only a shortcut: a read-only cache just makes runs slower
         cache_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(manifest, json.dumps(rows, indent=1).encode())
+        atomic_write_bytes(manifest, json.dumps(rows, indent=1).encode())
     return files
 
 
@@ -283,20 +281,9 @@ def install_files(files, visdom_dir, cache_dir):
                     if path not in members:
                         raise UserError(f"{tarball} has no file {path!r} (wanted for {item.url})")
                     data = tar.extractfile(members[path]).read()
-                    write_atomic(visdom_dir / item.dest, data)
-        except (tarfile.TarError, EOFError, OSError) as err:
-            if isinstance(err, PermissionError):
-                raise UserError(
-                    f"cannot write into {visdom_dir} ({err}); run with a Python whose visdom you own"
-                ) from err
+                    atomic_write_bytes(visdom_dir / item.dest, data)
+        except (tarfile.TarError, EOFError, OSError) as err:  # writes raise FileSystemError, naming the file
             raise UserError(f"cannot read {tarball} ({err}); delete it and run again") from err
-
-
-def write_atomic(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def fix_page_template(visdom_dir):
@@ -304,7 +291,7 @@ def fix_page_template(visdom_dir):
     template = visdom_dir / PAGE_TEMPLATE
     text = template.read_text()
     if USER_STYLE_LINK_OLD in text:
-        write_atomic(template, text.replace(USER_STYLE_LINK_OLD, USER_STYLE_LINK_NEW).encode())
+        atomic_write_bytes(template, text.replace(USER_STYLE_LINK_OLD, USER_STYLE_LINK_NEW).encode())
 
 
 def is_complete(files, visdom_dir, version):
@@ -339,7 +326,7 @@ def main(argv=None):
         raise UserError(f"cannot write into {visdom_dir} ({err}); run with a Python whose visdom you own") from err
     install_files(files, visdom_dir, cache_dir)
     fix_page_template(visdom_dir)
-    write_atomic(marker, version.encode())
+    atomic_write_bytes(marker, version.encode())
     print(f"installed {len(files)} visdom {version} static files from npm packages into {visdom_dir}")
     return 0
 

@@ -1,15 +1,12 @@
-"""Shared pytest fixtures: the repository root on sys.path and the location of ../shared/data."""
+"""Shared pytest fixtures: the location of ../shared/data. (The repository root is on sys.path through pyproject.toml's
+``pythonpath``.)"""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 SHARED_DATA = Path(os.environ.get("CR3NET_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 

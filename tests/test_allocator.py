@@ -11,8 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
-import json, resource, sys
-sys.path.insert(0, {root!r})
+import json, resource
 import torch
 from util.allocator import keep_buffers_mapped
 active = keep_buffers_mapped()
@@ -23,7 +22,7 @@ for _ in range(12):  # 64 MiB, above glibc's largest mmap threshold; the first r
 before = faults()
 for _ in range(4):
     torch.empty(64 << 20, dtype=torch.uint8).fill_(1)
-print(json.dumps({{"active": active, "faults": faults() - before}}))
+print(json.dumps({"active": active, "faults": faults() - before}))
 """
 
 
@@ -32,8 +31,8 @@ def probe(env_value):
     env.pop("CR3NET_MALLOC", None)
     if env_value is not None:
         env["CR3NET_MALLOC"] = env_value
-    out = subprocess.run([sys.executable, "-c", PROBE.format(root=str(ROOT))], capture_output=True, text=True,
-                         env=env, check=True, timeout=120).stdout
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=ROOT, check=True,
+                         timeout=120).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -1,20 +1,23 @@
 """The committed demo checkpoint: `bash test.sh`'s embedded default keeps the promises the README makes for it.
 
-It is rebuilt from its folder alone (train_opt.txt gives the width) and evaluated exactly as test.sh does, on the
+It is rebuilt from its folder alone (architecture.json gives the width; the held-out runs copy only train_opt.txt,
+what older folders have) and evaluated exactly as test.sh does, on the
 demo test set generated afresh (deterministic, from the photographs inside scikit-image), and, where ../shared/data
 is present, on the held-out validation sets of scripts/make_val_sets.py built afresh, in fp32 (the figures of the
 README's table; bf16 would move them by a few hundredths of a dB from machine to machine). The bounds are the
 README's measured figures less a margin of 0.1 dB / 0.005 SSIM or LPIPS for the arithmetic of other CPUs.
 """
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
 
 import test as test_script
+from models.architecture import read_architecture
 from models.checkpoint import infer_generator_shape, load_state_dict_file
+from scripts import make_demo_dataset as make_demo
+from scripts import make_val_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "checkpoints" / "demo"
@@ -28,9 +31,6 @@ VAL_PROMISES = {
     "syn_linear_heldout": (2.01, True),  # +2.11 dB; SSIM and LPIPS better
 }
 DEMO_GAIN = 1.2  # measured +1.31 dB on datasets/demo
-_spec = importlib.util.spec_from_file_location("make_demo_dataset", ROOT / "scripts" / "make_demo_dataset.py")
-make_demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_demo)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def demo_run(tmp_path_factory):
     make_demo.main(["--out", str(data)])  # test.sh's defaults
     ck = base / "ck" / "demo"
     ck.mkdir(parents=True)
-    for name in ("final_net_G_T.pth", "train_opt.txt"):  # a copy: test.py writes test_opt.txt beside them
+    for name in ("final_net_G_T.pth", "architecture.json"):  # a copy: test.py writes test_opt.txt beside them
         shutil.copy(DEMO / name, ck / name)
     summary = test_script.main(["--dataroot", str(data), "--name", "demo", "--checkpoints_dir", str(base / "ck"),
                                 "--results_dir", str(base / "res"), "--epoch", "final", "--eval_resize", "official",
@@ -57,6 +57,8 @@ def test_demo_checkpoint_is_small_and_narrow():
     opt_txt = (DEMO / "train_opt.txt").read_text()
     ngf, num_cab = infer_generator_shape(state)
     assert f"ngf: {ngf} " in opt_txt and f"num_cab: {num_cab} " in opt_txt
+    record = read_architecture(DEMO)
+    assert (record["ngf"], record["num_cab"], record["netG"]) == (ngf, num_cab, "gen_drop")
 
 
 def test_demo_checkpoint_beats_doing_nothing_on_the_demo_set(demo_run):
@@ -70,9 +72,6 @@ def test_demo_checkpoint_beats_doing_nothing_on_the_demo_set(demo_run):
 
 @pytest.fixture(scope="module")
 def val_runs(shared_data, tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("make_val_sets", ROOT / "scripts" / "make_val_sets.py")
-    make_val_sets = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_val_sets)
     base = tmp_path_factory.mktemp("demo_val")
     made = make_val_sets.main(["--out", str(base / "val"),
                                "--zhang", str(shared_data / "reflection" / "zhang_real"),

@@ -1,6 +1,5 @@
 """scripts/make_demo_dataset.py: byte-for-byte determinism, idempotence, loading through RawrrDataset, baseline PSNR."""
 
-import importlib.util
 import json
 from argparse import Namespace
 from pathlib import Path
@@ -9,15 +8,12 @@ import numpy as np
 import pytest
 
 from data.rawrr_dataset import RawrrDataset, official_test_size
+from data.synthesis import render_rgb_from_raw
+from scripts import make_demo_dataset as demo
 from util.errors import UserError
+from util.image_io import to_uint8
 from util.isp import ISPParams
-from util.metrics import psnr, to_uint8
-from util.synthesis import render_rgb_from_raw
-
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("make_demo_dataset", ROOT / "scripts" / "make_demo_dataset.py")
-demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(demo)
+from util.metrics import psnr
 
 SIZE = "64x96"
 NUM = 3

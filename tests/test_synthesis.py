@@ -1,4 +1,4 @@
-"""util.synthesis: the physical (camera) model and upstream's mixing, on tiny images."""
+"""data.synthesis: the physical (camera) model and upstream's mixing, on tiny images."""
 
 import json
 import math
@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from data.cameras import CAMERA_PROFILES, DEFAULT_PROFILE
-from util.isp import normalize_raw, pack_raw
-from util.synthesis import (
+from data.synthesis import (
     UPSTREAM_SIGMAS,
     PhysicalConfig,
     gaussian_blur,
@@ -25,6 +24,7 @@ from util.synthesis import (
     upstream_source_skip,
     upstream_vignette,
 )
+from util.isp import normalize_raw, pack_raw
 
 H, W = 32, 48
 LEVELS = DEFAULT_PROFILE.white - DEFAULT_PROFILE.black  # 15983 counts between black and white
@@ -181,7 +181,7 @@ def test_skip_rules_and_input_checks():
 
 
 def test_linear_model_adds_a_blurred_reflection_in_linear_light():
-    from util.synthesis import LINEAR_WEIGHT_RANGE, pack_linear, synthesize, synthesize_linear
+    from data.synthesis import LINEAR_WEIGHT_RANGE, pack_linear, synthesize, synthesize_linear
 
     gen = torch.Generator().manual_seed(3)
     T, R = torch.rand(3, 16, 20, generator=gen), torch.rand(3, 16, 20, generator=gen)

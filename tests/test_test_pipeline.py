@@ -211,13 +211,13 @@ def test_full_disk_is_one_line_naming_the_file(tiny, tmp_path, monkeypatch, caps
 def test_more_hostile_inputs_are_one_line(tiny, tmp_path):
     import torch
 
-    from models.mcdrnet import MCDRNet
+    from models.cr3net import CR3Net
 
     base, _ = tiny
     mismatch = make_test_set(tmp_path / "mismatch", n=1, h=64, w=96)
     rgb = np.asarray(Image.open(mismatch / "testB_rgb" / "img00.png"))
     Image.fromarray(np.pad(rgb, ((0, 0), (0, 1), (0, 0)), mode="edge")).save(mismatch / "testB_rgb" / "img00.png")
-    sd = MCDRNet(ngf=8, num_cab=2).state_dict()
+    sd = CR3Net(ngf=8, num_cab=2).state_dict()
     next(v for v in sd.values() if v.is_floating_point()).view(-1)[0] = float("nan")
     (tmp_path / "ck" / "nan").mkdir(parents=True)
     torch.save(sd, tmp_path / "ck" / "nan" / "final_net_G_T.pth")

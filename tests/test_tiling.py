@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from models.cr3net import CR3Net
 from models.inference import separate
-from models.mcdrnet import MCDRNet
 from models.tiling import fitted_tile, separate_tiled, tile_starts
 from tests.tiny_data import smooth_image
 
@@ -25,7 +25,7 @@ def test_tile_starts_cover_with_overlap(length, tile, overlap):
 
 def test_tiled_matches_whole_image():
     torch.manual_seed(0)
-    net = MCDRNet(ngf=8, num_cab=1).eval()
+    net = CR3Net(ngf=8, num_cab=1).eval()
     rng = __import__("numpy").random.default_rng(0)
     I_rgb = smooth_image(rng, 160, 232)[None]
     I_raw = torch.nn.functional.avg_pool2d(I_rgb.mean(1, keepdim=True).repeat(1, 4, 1, 1), 2)
@@ -56,7 +56,7 @@ def test_fitted_tiles_need_no_more_tiles_and_less_work(length, max_tile, overlap
 
 def test_rectangular_tiles_match_whole_image():
     torch.manual_seed(0)
-    net = MCDRNet(ngf=8, num_cab=1).eval()
+    net = CR3Net(ngf=8, num_cab=1).eval()
     rng = __import__("numpy").random.default_rng(1)
     I_rgb = smooth_image(rng, 160, 232)[None]
     I_raw = torch.nn.functional.avg_pool2d(I_rgb.mean(1, keepdim=True).repeat(1, 4, 1, 1), 2)

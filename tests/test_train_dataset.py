@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from data.image_io import write_png16, write_rgb
+from data.image_io import write_png16
 from data.rawrr_train_dataset import REAL_FOLDERS, RawrrTrainDataset
 from util.errors import UserError
+from util.image_io import write_rgb
 from util.isp import mosaic_rgb
 
 CROP = 16

@@ -12,6 +12,7 @@ import torch
 
 import test as test_script
 import train as train_script
+from models.architecture import read_architecture
 from models.checkpoint import load_state_dict_file
 from models.discriminator import NLayerDiscriminator
 from models.losses import PERCEPTUAL_WEIGHTS, LSGANLoss, PerceptualLoss
@@ -28,7 +29,7 @@ PHOTO_SIZE = 96
 
 def write_photos(folder: Path, n: int = 4, seed: int = 0) -> Path:
     """``n`` PHOTO_SIZE x PHOTO_SIZE PNGs of smooth random colour fields (sources for synthesis)."""
-    from data.image_io import write_rgb
+    from util.image_io import write_rgb
 
     rng = np.random.default_rng(seed)
     for i in range(n):
@@ -268,7 +269,7 @@ def test_exclusion_and_real_pixel_weight_enter_the_generator_loss(setup, tmp_pat
 def test_pairs_only_real_folder_trains(setup, tmp_path):
     """A real folder of I/T pairs only (no RAW, no R), as Zhang et al.'s blended/transmission, trains: RAW from
     the inverse ISP, R losses off for those samples."""
-    from data.image_io import write_rgb
+    from util.image_io import write_rgb
 
     base, photos, _ = setup
     rng = np.random.default_rng(4)
@@ -320,6 +321,7 @@ def test_reference_run_writes_checkpoints_logs_and_validation(setup, reference_r
     assert_same_tensors(state["net_G_T"], g)
     saved = read_saved_options(exp / "train_opt.txt")
     assert (saved["ngf"], saved["num_cab"], saved["n_iters"]) == ("8", "1", str(N_ITERS))
+    assert (read_architecture(exp)["ngf"], read_architecture(exp)["num_cab"]) == (8, 1)
     log = (exp / "loss_log.txt").read_text()
     assert all(f"iteration {i}: G " in log for i in range(1, N_ITERS + 1))
     assert (exp / "web" / "index.html").is_file() and len(list((exp / "web" / "images").glob("iter*_T_rgb.png"))) == 2
@@ -338,7 +340,7 @@ def test_final_weights_load_in_test_py_with_the_same_metrics(setup, reference_ru
     summary = test_script.main(["--dataroot", str(val), "--name", "ref", "--checkpoints_dir", str(base / "ck"),
                                 "--results_dir", str(tmp_path), "--gpu_ids", "-1", "--eval_resize", "none",
                                 "--no_lpips", "--epoch", "final", "--precision", "fp32"])
-    assert (summary["ngf"], summary["num_cab"], summary["num_images"]) == (8, 1, 2)  # from train_opt.txt
+    assert (summary["ngf"], summary["num_cab"], summary["num_images"]) == (8, 1, 2)  # from architecture.json
     val_means = reference_run["val"]["val"]
     for key in ("T_psnr", "T_ssim", "R_psnr", "R_ssim", "I_psnr"):
         assert summary["means"][key] == pytest.approx(val_means[key], abs=1e-6), key
@@ -365,7 +367,7 @@ def test_interrupted_run_resumes_exactly(setup, reference_run, monkeypatch):
     assert not (exp / "final_net_G_T.pth").exists()
     monkeypatch.setattr(RAWRRTrainer, "optimize_parameters", original)
 
-    # resume without --ngf/--num_cab: train_opt.txt gives them
+    # resume without --ngf/--num_cab: architecture.json gives them
     args = without(args, "--ngf", "--num_cab") + ["--continue_train"]
     result = train_script.main(args)
     assert result["iteration"] == N_ITERS

@@ -1,26 +1,20 @@
 """scripts/make_val_sets.py: the held-out validation sets match train.py's hold-out exactly, load as test sets,
 and are rebuilt only when their sources change; the learning-curve figure."""
 
-import importlib.util
 import json
 from argparse import Namespace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from data.image_io import write_rgb
 from data.pseudo_raw import pseudo_raw_mosaic
 from data.rawrr_dataset import RawrrDataset
 from data.rawrr_train_dataset import RawrrTrainDataset
 from data.splits import is_held_out, split
+from scripts import make_val_sets
 from util.errors import UserError
-
-_spec = importlib.util.spec_from_file_location(
-    "make_val_sets", Path(__file__).resolve().parents[1] / "scripts" / "make_val_sets.py")
-make_val_sets = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_val_sets)
+from util.image_io import write_rgb
 
 
 def smooth_u8(rng, h, w):

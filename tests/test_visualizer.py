@@ -6,7 +6,6 @@ which it installs with scripts/visdom_offline.py (npm registry access the first 
 """
 
 import base64
-import importlib.util
 import io
 import json
 import re
@@ -25,9 +24,10 @@ import requests
 import torch
 from PIL import Image
 
-from util.visualizer import GRID_PADDING, DashboardWarning, Visualizer, quantize, raw_to_rgb_preview
+from scripts import visdom_offline
+from util.image_io import quantize
+from util.visualizer import GRID_PADDING, DashboardWarning, Visualizer, raw_to_rgb_preview
 
-ROOT = Path(__file__).resolve().parents[1]
 SERVER_START_TIMEOUT_SECONDS = 60  # a loaded 2-core CI machine needs ~15 s to import visdom (and torch) and listen
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_TIMEOUT_SECONDS = 90
@@ -38,13 +38,6 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def load_visdom_offline():
-    spec = importlib.util.spec_from_file_location("visdom_offline", ROOT / "scripts" / "visdom_offline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_opt(tmp_path, port, env, **overrides):
@@ -268,16 +261,6 @@ def test_html_page_lists_images_newest_first(tmp_path):
     assert iterations == ["00000300", "00000200", "00000200", "00000100", "00000100"]
 
 
-def test_raw_preview_fallback_without_isp(monkeypatch):
-    monkeypatch.setitem(sys.modules, "util.isp", None)  # makes `from util.isp import ...` raise ImportError
-    packed = torch.empty(4, 2, 3)
-    packed[0], packed[1], packed[2], packed[3] = 0.25, 0.5, 0.3, 1.5
-    rgb = raw_to_rgb_preview(packed)
-    expected = torch.tensor([0.25, 0.4, 1.0]).pow(1 / 2.2)
-    assert rgb.shape == (3, 2, 3)
-    torch.testing.assert_close(rgb[:, 1, 2], expected)
-
-
 def test_bad_visual_shape_names_the_visual(tmp_path):
     viz = Visualizer(make_opt(tmp_path, 0, env="bad", display_id=0))
     with pytest.raises(ValueError, match="'T_pred' has shape \\(2, 4, 4\\)"):
@@ -294,12 +277,12 @@ def chromium():
 @pytest.fixture(scope="module")
 def dashboard_static():
     """The visdom page's static files, installed by scripts/visdom_offline.py (idempotent)."""
-    offline = load_visdom_offline()
+    offline = visdom_offline
     visdom_dir, version = offline.visdom_location()
     files = offline.static_files(visdom_dir, version, offline.DEFAULT_CACHE_DIR)
     if not offline.is_complete(files, visdom_dir, version):
         if shutil.which("npm") is None:
-            pytest.skip("visdom's page files are not installed and npm is absent: run python scripts/visdom_offline.py")
+            pytest.skip("visdom's page files are not installed and npm is absent: run python -m scripts.visdom_offline")
         assert offline.main([]) == 0
     assert offline.is_complete(files, visdom_dir, version)
 

@@ -6,7 +6,6 @@ nothing (T must be the input, R zero), :class:`ConstantGainNet` removes a fixed 
 share of the full-resolution input: a constant gain is carried to full resolution exactly).
 """
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -22,8 +21,8 @@ from PIL import Image
 import remove_reflection
 import test as test_script
 from data.camera_raw import read_camera_raw, render_rgb
+from models.cr3net import CR3Net
 from models.inference import IdentityNet
-from models.mcdrnet import MCDRNet
 from models.tiling import separate_tiled
 from models.work_resolution import (
     MIN_WORK_MEGAPIXELS,
@@ -37,11 +36,13 @@ from models.work_resolution import (
     work_size,
 )
 from options.test_options import TestOptions
+from scripts import measure_work_resolution
 from tests.test_camera_raw import scene_dng
 from tests.tiny_data import make_test_set, save_random_generator, smooth_image
 from util.errors import UserError
+from util.image_io import to_uint8
 from util.isp import srgb_decode, srgb_encode
-from util.metrics import psnr, to_uint8
+from util.metrics import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 GAIN = 0.5  # ConstantGainNet's share of the light in T (a power of two: exact in binary)
@@ -164,7 +165,7 @@ def test_constant_gain_is_carried_to_full_resolution_exactly():
 def test_every_representation_runs_and_bands_are_seamless():
     I_rgb, I_raw = photo(seed=4)
     torch.manual_seed(0)
-    net = MCDRNet(ngf=8, num_cab=1).eval()
+    net = CR3Net(ngf=8, num_cab=1).eval()
     with torch.inference_mode():
         work = run_at_work_resolution(net, I_rgb, I_raw, (48, 64), tile=0)
         for representation in REPRESENTATIONS:
@@ -181,7 +182,7 @@ def test_every_representation_runs_and_bands_are_seamless():
 def test_working_image_in_fitted_tiles_matches_it_whole():
     I_rgb, I_raw = photo(320, 320, seed=5, texture=0)  # smooth, as test_tiling's scenes
     torch.manual_seed(0)
-    net = MCDRNet(ngf=8, num_cab=1).eval()
+    net = CR3Net(ngf=8, num_cab=1).eval()
     mp = quarter_megapixels(320, 320)
     assert work_size(320, 320, mp) == (160, 160)  # in 2 x 2 tiles of 96 with an overlap of 32, as in test_tiling
     calls = []
@@ -197,7 +198,7 @@ def test_working_image_in_fitted_tiles_matches_it_whole():
 def test_a_photo_not_larger_than_the_working_size_runs_at_full_resolution():
     I_rgb, I_raw = photo()
     torch.manual_seed(0)
-    net = MCDRNet(ngf=8, num_cab=1).eval()
+    net = CR3Net(ngf=8, num_cab=1).eval()
     with torch.inference_mode():
         out = separate_at_work_resolution(net, I_rgb, I_raw, 1.0, tile=0)
         full = separate_tiled(net, I_rgb, I_raw, 0)
@@ -287,16 +288,8 @@ def test_test_py_at_work_resolution(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def load_measure_script():
-    spec = importlib.util.spec_from_file_location("measure_work_resolution",
-                                                  ROOT / "scripts" / "measure_work_resolution.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_measure_script_quality(tmp_path, capsys):
-    script = load_measure_script()
+    script = measure_work_resolution
     data = make_test_set(tmp_path / "set", n=1, h=64, w=96)
     weights = save_random_generator(tmp_path / "w.pth", ngf=8, num_cab=1)
     numbers = tmp_path / "quality.json"
@@ -316,7 +309,7 @@ def test_measure_script_quality(tmp_path, capsys):
 
 def test_measure_script_timing(tmp_path):
     pytest.importorskip("pidng")
-    script = load_measure_script()
+    script = measure_work_resolution
     result = script.main(["--megapixels", "0.1", "--ngf", "8", "--num_cab", "1", "--work_megapixels", "0.05",
                           "--tile", "64", "--gpu_ids", "-1", "--precision", "fp32", "--json", str(tmp_path / "t.json")])
     (row,) = result["rows"]

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from data.cameras import DEFAULT_PROFILE
-from data.image_io import write_png16, write_rgb
+from data.image_io import write_png16
+from util.image_io import write_rgb
 from util.isp import ISPParams, denormalize_raw, mosaic_rgb, srgb_decode, srgb_encode, unprocess
 
 

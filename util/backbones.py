@@ -10,7 +10,10 @@ torchvision's ``features`` layout (keys ``0.weight``, ``3.bias``, ...) into :fun
    ``alexnet.ckpt`` / ``vgg16.ckpt`` are pickled dicts of numpy arrays in flax layout (HWIO kernels).
    They are read with :class:`NumpyOnlyUnpickler`, never plain ``pickle.load``.
 
-Run ``python -m util.backbones`` once (setup scripts do); later calls return at once.
+Run ``python -m util.backbones`` once (:data:`SETUP_COMMAND`; ``source scripts/setup.sh`` does): only
+:func:`ensure_backbones` converts or downloads. The loaders (:func:`load_alexnet_features` for LPIPS,
+:func:`load_vgg_features` for the perceptual loss) never do: a missing file is a :class:`UserError` naming it and
+that command.
 """
 
 import argparse
@@ -34,6 +37,7 @@ from util.files import atomic_torch_save
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_ENV = "CR3NET_PRETRAINED"
 
+SETUP_COMMAND = "python -m util.backbones"  # the one step that fetches and converts the weights
 ALEXNET_FILE = "alexnet_features.pth"
 VGG16_FILE = "vgg16_features.pth"
 
@@ -207,6 +211,21 @@ def backbone_paths() -> dict[str, Path]:
     return {"alexnet": folder / ALEXNET_FILE, "vgg16": folder / VGG16_FILE}
 
 
+def backbone_file(arch: str) -> Path:
+    """The converted ``features`` weights of ``arch`` (``'alexnet'`` or ``'vgg16'``), which must exist already.
+
+    Raises :class:`UserError` naming the missing file and :data:`SETUP_COMMAND`: nothing is downloaded or converted
+    here, at metric or training time.
+    """
+    path = backbone_paths()[arch]
+    if not path.is_file():
+        raise UserError(
+            f"the ImageNet {arch} weights {path} are missing: run `{SETUP_COMMAND}` once (part of "
+            f"`source scripts/setup.sh`) to set them up; set ${PRETRAINED_ENV} if they are elsewhere"
+        )
+    return path
+
+
 def ensure_backbones(verbose: bool = True) -> dict[str, Path]:
     """Make sure the AlexNet and VGG16 ``features`` state_dicts exist in :func:`pretrained_dir`.
 
@@ -250,9 +269,9 @@ def _load_features(arch: str, state: dict[str, torch.Tensor]) -> nn.Sequential:
 def load_alexnet_features() -> nn.Sequential:
     """ImageNet AlexNet ``features`` (torchvision layout, conv layers 0, 3, 6, 8, 10), eval mode, frozen.
 
-    Input: (B, 3, H, W) float32, ImageNet-normalised RGB. Converts the weights first if needed.
+    Input: (B, 3, H, W) float32, ImageNet-normalised RGB. Reads :func:`backbone_file` (never downloads).
     """
-    path = ensure_backbones()["alexnet"]
+    path = backbone_file("alexnet")
     return _load_features("alexnet", torch.load(path, map_location="cpu", weights_only=True))
 
 
@@ -261,7 +280,7 @@ def load_vgg_features(kind: str = "auto") -> tuple[nn.Sequential, str]:
 
     ``kind``: ``'vgg19'`` needs torchvision's cache file ``vgg19-dcbb9e9d.pth`` (no registry has it);
     ``'vgg16'`` uses ``pretrained/vgg16_features.pth``; ``'auto'`` picks vgg19 when its file exists.
-    Raises :class:`UserError` for an unknown kind or a missing VGG19 file.
+    Raises :class:`UserError` for an unknown kind or a missing weights file (never downloads).
     """
     if kind not in VGG_KINDS:
         raise UserError(f"unknown VGG kind {kind!r}: choose one of {', '.join(VGG_KINDS)}")
@@ -276,7 +295,7 @@ def load_vgg_features(kind: str = "auto") -> tuple[nn.Sequential, str]:
                 "file there, or use the VGG16 substitute (kind 'vgg16' or 'auto')"
             )
         return _load_features("vgg19", state), "vgg19"
-    path = ensure_backbones()["vgg16"]
+    path = backbone_file("vgg16")
     return _load_features("vgg16", torch.load(path, map_location="cpu", weights_only=True)), "vgg16"
 
 

@@ -33,7 +33,7 @@ import rawpy
 import tifffile
 
 from util.errors import UserError
-from util.files import atomic_write
+from util.files import atomic_write_bytes
 from util.isp import CFA_PATTERNS, XYZ_TO_SRGB
 
 # LibRaw/dcraw ``flip`` (bit 0 mirror columns, bit 1 mirror rows, bit 2 transpose) -> TIFF Orientation 1..8
@@ -400,4 +400,4 @@ def write_dng(path, mosaic: np.ndarray, cfa: str, black_by_site, white: float, o
     writer = core.RAW2DNG()
     writer.options(tags, path="", compress=False)
     data = bytes(writer.convert(np.ascontiguousarray(mosaic)))  # no file name: pidng returns the file's bytes
-    return atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
+    return atomic_write_bytes(path, data)

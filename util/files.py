@@ -7,9 +7,10 @@ A crash, a full disk or Ctrl-C never leaves a torn file, and never a half-writte
 kill leaves the old file intact and the temporary file behind, which :func:`remove_dead_temps` deletes (and no other
 file) at the next start.
 
-* :func:`atomic_write` (``write(tmp_path)``), :func:`atomic_write_text`, :func:`atomic_torch_save`: the one way an
-  output file is written. A disk-full, permission or read-only-file-system ``OSError`` becomes a one-line
-  :class:`util.errors.FileSystemError` naming the target.
+* :func:`atomic_write` (``write(tmp_path)``) and its :func:`atomic_write_bytes`, :func:`atomic_write_text`,
+  :func:`atomic_torch_save`: the one way an output file is written (images: :mod:`util.image_io`). A disk-full,
+  permission or read-only-file-system ``OSError`` becomes a one-line :class:`util.errors.FileSystemError` naming
+  the target.
 * :func:`stage_file` (``write(binary_file)``): only the first half, for callers that rename several files together
   (:func:`models.checkpoint_sets.write_set`); its ``OSError`` propagates as is.
 """
@@ -95,6 +96,11 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
     return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """:func:`atomic_write` of ``data`` as the whole file."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path, text: str) -> Path:

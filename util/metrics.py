@@ -15,14 +15,13 @@ from pathlib import Path
 import lpips
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from util.backbones import load_alexnet_features
+from util.backbones import backbone_file, load_alexnet_features
 from util.errors import UserError, run_cli
+from util.image_io import UINT8_MAX, files_by_stem, read_rgb
 
-DATA_RANGE_U8 = 255  # metrics see 8-bit images; the data range is fixed, never inferred from the data
-UINT16_LEVELS = 65535  # the top code of 16-bit result files (to_uint16)
+DATA_RANGE_U8 = UINT8_MAX  # metrics see 8-bit images; the data range is fixed, never inferred from the data
 LPIPS_NET = "alex"
 LPIPS_VERSION = "0.1"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -43,43 +42,6 @@ METRIC_CONVENTION = {
 }
 
 
-def _float_chw(image) -> torch.Tensor:
-    """A float image as a CPU tensor (3, H, W): torch (3, H, W) or (1, 3, H, W), or numpy (H, W, 3)."""
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected a numpy (H, W, 3) image, got shape {image.shape}")
-        tensor = torch.from_numpy(image).permute(2, 0, 1)
-    elif isinstance(image, torch.Tensor):
-        tensor = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
-        if tensor.ndim != 3 or tensor.shape[0] != 3:
-            raise ValueError(f"expected a (3, H, W) or (1, 3, H, W) tensor, got shape {tuple(image.shape)}")
-    else:
-        raise TypeError(f"expected a torch.Tensor or numpy.ndarray, got {type(image).__name__}")
-    if not tensor.is_floating_point():
-        raise ValueError(f"expected a float image in [0, 1], got dtype {tensor.dtype}")
-    return tensor.detach().cpu()
-
-
-def to_uint8(image) -> np.ndarray:
-    """Quantise a float image to (H, W, 3) uint8 exactly as the repository saves it.
-
-    ``image``: torch float tensor (3, H, W) or (1, 3, H, W), or numpy float array (H, W, 3); sRGB in [0, 1]
-    (values outside are clamped). Quantisation: ``x.clamp(0, 1).mul(255).round().byte()``.
-    """
-    quantised = _float_chw(image).clamp(0, 1).mul(255).round().byte()
-    return quantised.permute(1, 2, 0).contiguous().numpy()
-
-
-def to_uint16(image) -> np.ndarray:
-    """Quantise a float image to (H, W, 3) uint16 for 16-bit files (``remove_reflection.py --format tiff16``).
-
-    Same inputs as :func:`to_uint8`; quantisation ``x.clamp(0, 1).mul(65535).round()`` in float64, so an 8-bit value
-    v / 255 becomes exactly v * 257.
-    """
-    quantised = _float_chw(image).double().clamp(0, 1).mul(UINT16_LEVELS).round().to(torch.int32)
-    return quantised.permute(1, 2, 0).contiguous().numpy().astype(np.uint16)
-
-
 def _check_pair(ref_u8: np.ndarray, out_u8: np.ndarray) -> None:
     """Raise ``ValueError`` unless both images are (H, W, 3) uint8 arrays of the same shape."""
     if ref_u8.shape != out_u8.shape:
@@ -87,7 +49,8 @@ def _check_pair(ref_u8: np.ndarray, out_u8: np.ndarray) -> None:
     if ref_u8.ndim != 3 or ref_u8.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) RGB images, got shape {ref_u8.shape}")
     if ref_u8.dtype != np.uint8 or out_u8.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images, got {ref_u8.dtype} and {out_u8.dtype}: quantise with to_uint8")
+        raise ValueError(f"expected uint8 images, got {ref_u8.dtype} and {out_u8.dtype}: quantise with "
+                         "util.image_io.to_uint8")
 
 
 def psnr(ref_u8: np.ndarray, out_u8: np.ndarray) -> float:
@@ -130,21 +93,26 @@ def _load_trunk_into_slices(net: torch.nn.Module, features_state: dict[str, torc
 class LPIPS:
     """LPIPS-alex v0.1 on uint8 images; built on first use, trunk from :mod:`util.backbones` (no downloads).
 
-    ``LPIPS(device)(ref_u8, out_u8) -> float``; 0 for identical images, larger is more different.
+    ``LPIPS(device)(ref_u8, out_u8) -> float``; 0 for identical images, larger is more different. Constructing it
+    checks that the AlexNet weights are set up (:func:`util.backbones.backbone_file`: a ``UserError`` naming the file
+    and the setup command), so that a run stops before its first image rather than at its first score.
     """
 
     def __init__(self, device="cpu"):
         self.device = torch.device(device)
+        backbone_file("alexnet")
         self._model = None
 
     @property
     def model(self) -> torch.nn.Module:
         """The ``lpips.LPIPS`` module (eval mode, on ``self.device``), built on first access."""
         if self._model is None:
+            trunk = load_alexnet_features().state_dict()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*(pretrained|weight enum).*", category=UserWarning)
+                # pnet_rand: no torchvision download; the linear heads come from the lpips wheel itself
                 model = lpips.LPIPS(net=LPIPS_NET, version=LPIPS_VERSION, pnet_rand=True, verbose=False)
-            _load_trunk_into_slices(model.net, load_alexnet_features().state_dict())
+            _load_trunk_into_slices(model.net, trunk)
             self._model = model.to(self.device).eval().requires_grad_(False)
         return self._model
 
@@ -190,49 +158,15 @@ def score_separation(images: dict[str, np.ndarray], lpips_model: LPIPS | None = 
 
 
 def mean_rows(rows: list[dict], keys) -> dict[str, float]:
-    """Arithmetic mean of each of ``keys`` over the ``rows`` that have a finite value for it (keys without any
-    are left out): the one averaging of per-image metrics (test.py's metrics.json, training validation)."""
+    """Arithmetic mean of each of ``keys`` over the ``rows`` that have a value for it other than NaN (``inf``
+    propagates; keys without any value are left out): the one averaging of per-image metrics, through
+    ``models.evaluation`` (test.py's metrics.json, training validation)."""
     means = {}
     for key in keys:
         values = [float(r[key]) for r in rows if r.get(key) is not None and not math.isnan(float(r[key]))]
         if values:
             means[key] = float(np.mean(values))
     return means
-
-
-class MetricSuite:
-    """Collects per-image metrics and their means (for test.py and training validation).
-
-    ``suite.add(name, ref_u8, out_u8)`` returns that image's metrics; ``suite.mean()`` the means;
-    ``suite.summary()`` a JSON-ready dict with the convention, the means and the per-image values.
-    """
-
-    def __init__(self, device="cpu"):
-        self.lpips = LPIPS(device)
-        self.per_image: dict[str, dict[str, float]] = {}
-
-    def add(self, name: str, ref_u8: np.ndarray, out_u8: np.ndarray) -> dict[str, float]:
-        values = compute_metrics(ref_u8, out_u8, self.lpips)
-        self.per_image[name] = values
-        return values
-
-    def mean(self) -> dict[str, float]:
-        """Mean of each metric over the images added so far (``inf`` PSNR propagates); empty -> ``{}``."""
-        if not self.per_image:
-            return {}
-        keys = next(iter(self.per_image.values())).keys()
-        return {key: float(np.mean([row[key] for row in self.per_image.values()])) for key in keys}
-
-    def summary(self) -> dict:
-        """``{'convention', 'count', 'mean', 'per_image'}`` with non-finite values as None (JSON-safe)."""
-        return json_safe(
-            {
-                "convention": METRIC_CONVENTION,
-                "count": len(self.per_image),
-                "mean": self.mean(),
-                "per_image": self.per_image,
-            }
-        )
 
 
 def json_safe(obj):
@@ -248,44 +182,6 @@ def json_safe(obj):
     return obj
 
 
-def read_rgb_u8(path: Path) -> np.ndarray:
-    """Read an 8-bit RGB image file as (H, W, 3) uint8; :class:`UserError` for unreadable or non-RGB files, and for
-    decompression bombs (more pixels than Pillow's safety limit allows; between half and all of that limit, one
-    warning line naming the file and the image is read)."""
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                if image.mode != "RGB":
-                    raise UserError(f"{path}: image mode {image.mode}, expected 8-bit RGB as saved by test.py")
-                array = np.asarray(image, dtype=np.uint8).copy()
-        for warning in caught:
-            if issubclass(warning.category, Image.DecompressionBombWarning):
-                print(f"warning: {path}: {warning.message}", file=sys.stderr)
-            else:
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        return array
-    except Image.DecompressionBombError as err:
-        raise UserError(f"{path}: {err} (a decompression bomb?); not read") from None
-    except (OSError, UnidentifiedImageError) as err:
-        raise UserError(f"{path}: cannot read image ({err}); replace or delete the file") from None
-
-
-def _images_by_stem(folder: Path) -> dict[str, Path]:
-    """``{stem: path}`` of the image files in ``folder``; :class:`UserError` for a missing folder or a stem clash."""
-    if not folder.is_dir():
-        raise UserError(f"{folder} is not a folder of images")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-            continue
-        if path.stem in found:
-            raise UserError(f"{folder}: {found[path.stem].name} and {path.name} share a stem; keep one of them")
-        found[path.stem] = path
-    return found
-
-
 def main(argv=None) -> int:
     """CSV ``name,psnr,ssim,lpips`` on stdout for each REF_DIR image with a same-stem partner in OUT_DIR.
 
@@ -298,7 +194,8 @@ def main(argv=None) -> int:
     parser.add_argument("out_dir", type=Path, help="images to score, matched to references by file stem")
     parser.add_argument("--device", default="cpu", help="torch device for LPIPS (default cpu)")
     args = parser.parse_args(argv)
-    refs, outs = _images_by_stem(args.ref_dir), _images_by_stem(args.out_dir)
+    refs = files_by_stem(args.ref_dir, IMAGE_EXTENSIONS, unique=True)
+    outs = files_by_stem(args.out_dir, IMAGE_EXTENSIONS, unique=True)
     problems = [f"{refs[stem]} has no partner named {stem}.* in {args.out_dir}" for stem in sorted(refs.keys() - outs)]
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
@@ -310,7 +207,7 @@ def main(argv=None) -> int:
     scored = 0
     for stem in paired:
         try:
-            ref_u8, out_u8 = read_rgb_u8(refs[stem]), read_rgb_u8(outs[stem])
+            ref_u8, out_u8 = read_rgb(refs[stem], rgb_only=True), read_rgb(outs[stem], rgb_only=True)
             if ref_u8.shape != out_u8.shape:
                 raise UserError(f"{outs[stem]} is {out_u8.shape} but {refs[stem]} is {ref_u8.shape}: sizes must match")
         except UserError as err:

@@ -1,5 +1,7 @@
-"""Find plug-in classes by name, case-insensitively (``--model RAWRR`` and ``--model rawrr`` are one model)."""
+"""Find plug-in classes by name, case-insensitively (``--model RAWRR`` and ``--model rawrr`` are one model), and
+let their option setters share flags (:func:`add_flag_once`)."""
 
+import argparse
 import importlib
 import inspect
 from pathlib import Path
@@ -30,3 +32,10 @@ def find_class(package: str, suffix: str, name: str, flag: str, exclude_suffix: 
     raise UserError(f"{package}/{choices[key]}.py defines no class named like {name}{suffix.title().replace('_', '')}")
 
 
+def add_flag_once(parser, *names, **kwargs) -> argparse.Action | None:
+    """``parser.add_argument(*names, **kwargs)`` unless a flag of one of those names exists already; returns the new
+    action, or None. ``parser`` may be an argument group. The one flag helper of the option setters: the model's,
+    the dataset's and the options' own may offer the same flag, and the first definition wins."""
+    if any(name in parser._option_string_actions for name in names):
+        return None
+    return parser.add_argument(*names, **kwargs)

@@ -13,7 +13,8 @@ Files written by rank 0, under ``<checkpoints_dir>/<name>/``:
 
 Visuals are ``(3, H, W)`` float RGB in [0, 1] (sRGB encoded) or ``(4, h, w)`` float packed RAW
 (``[R, G1, G2, B]``, ``(x - black) / (white - black)``), shown through ``util.isp.raw_preview``; a leading batch
-dimension is allowed and its first item is shown. Images are quantised as ``x.clamp(0, 1).mul(255).round().byte()``.
+dimension is allowed and its first item is shown. Images are quantised as ``x.clamp(0, 1).mul(255).round().byte()``
+(:func:`util.image_io.quantize`).
 """
 
 import logging
@@ -27,6 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from util.files import atomic_write_text
+from util.image_io import quantize, to_uint8, write_rgb
+from util.isp import raw_preview
 
 DEFAULT_SERVER = "http://localhost"
 DEFAULT_PORT = 8097
@@ -37,7 +40,6 @@ CONNECT_TIMEOUT_SECONDS = 2.0  # a local server accepts in milliseconds; a firew
 SEND_TIMEOUT_SECONDS = 10.0  # one message (an image grid is a few hundred kB)
 GRID_PADDING = 4  # white pixels between image tiles
 GRID_BACKGROUND = 255
-FALLBACK_RAW_GAMMA = 2.2  # display gamma of the RAW preview used when util.isp.raw_preview is unavailable
 IMAGE_NAME = re.compile(r"^iter(?P<iteration>\d+)_(?P<visual>.+)\.png$")
 LOSS_LINE = re.compile(r"^iteration (?P<iteration>\d+): ")  # a loss_log.txt line written by plot_losses
 
@@ -46,26 +48,8 @@ class DashboardWarning(UserWarning):
     """The visdom dashboard is unavailable; training continues without it."""
 
 
-def quantize(x):
-    """``(C, H, W)`` float in [0, 1] -> uint8 ``(C, H, W)``, the repository's one quantisation rule."""
-    return x.clamp(0, 1).mul(255).round().byte()
-
-
-def _fallback_raw_preview(packed):
-    """``(4, h, w)`` packed RAW -> ``(3, h, w)`` RGB in [0, 1]: greens averaged, clipped, gamma 2.2, no white balance.
-
-    Used only when ``util.isp.raw_preview`` cannot be imported.
-    """
-    r, g, b = packed[0], (packed[1] + packed[2]) / 2, packed[3]
-    return torch.stack([r, g, b]).clamp(0, 1).pow(1 / FALLBACK_RAW_GAMMA)
-
-
 def raw_to_rgb_preview(packed):
     """``(4, h, w)`` float packed RAW -> ``(3, h, w)`` float RGB in [0, 1] for display (``util.isp.raw_preview``)."""
-    try:
-        from util.isp import raw_preview
-    except ImportError:
-        return _fallback_raw_preview(packed)
     return torch.as_tensor(raw_preview(packed), dtype=torch.float32)
 
 
@@ -279,9 +263,10 @@ class Visualizer:
         )
 
     def plot_validation(self, iteration, results):
-        """Add one validation to the dashboard: ``results`` = ``{set name: means}`` as ``train.Validator.run``
-        returns them. Window 1: T PSNR gain over the input per set (dB) and the worst image's gain; window 2: T SSIM
-        and LPIPS per set (absolute values, the input's as ``<set> input`` traces)."""
+        """Add one validation to the dashboard: ``results`` = ``{set name: means}`` as
+        ``training.validation.Validator.run`` returns them. Window 1: T PSNR gain over the input per set (dB) and
+        the worst image's gain; window 2: T SSIM and LPIPS per set (absolute values, the input's as ``<set> input``
+        traces)."""
         if self.rank != 0 or self.vis is None or not results:
             return
         gains, quality = {}, {}
@@ -331,14 +316,10 @@ class Visualizer:
         """
         if self.rank != 0 or not visuals:
             return
-        from PIL import Image
-
-        self.image_dir.mkdir(parents=True, exist_ok=True)
         names = []
         for name, x in visuals.items():
             safe = _safe_name(name)
-            pixels = quantize(visual_to_rgb(name, x)).permute(1, 2, 0).numpy()
-            Image.fromarray(pixels).save(self.image_dir / _image_file(iteration, safe))
+            write_rgb(self.image_dir / _image_file(iteration, safe), to_uint8(visual_to_rgb(name, x)))
             names.append(safe)
         self._html_rows[int(iteration)] = names
         self._write_index()

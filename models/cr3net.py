@@ -1,4 +1,4 @@
-"""The CR3Net generator (upstream class name ``MCDRNet``, built by ``--netG gen_drop``).
+"""The CR3Net generator, built by ``--netG gen_drop`` (upstream's flag value, kept for its command lines).
 
 Two stages: stage 1 separates reflection R and transmission T in the packed RAW domain with one
 U-shaped encoder/decoder per layer; a RAW-to-RGB module (RRM) lifts the attended RAW features to RGB
@@ -6,7 +6,8 @@ resolution; stage 2 restores R and then T in RGB with ORSNet-style residual grou
 encoder and decoder features.
 
 Attribute names follow upstream so that the released ``final_net_G_T.pth`` loads with ``strict=True``
-(see ``../shared/docs/cr3net-reference.md`` and ``official_G_T_keys_ngf64.tsv``).
+(see ``../shared/docs/cr3net-reference.md`` and ``official_G_T_keys_ngf64.tsv``); class names do not enter the
+checkpoint, so they say what each part is (upstream calls the generator ``MCDRNet`` and the RGB stage ``ResNet``).
 """
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # Fixed widths and sizes of the released network (upstream constants).
+RELEASED_NGF = 64  # width (--ngf) of the released final_net_G_T.pth
 S_ENC = 20  # channels added per encoder level
 S_RES = 16  # channels added in the RGB-stage residual groups
 NUM_CAB = 8  # DCABs per residual group
@@ -29,7 +31,7 @@ def conv(in_ch, out_ch, kernel_size, dilation=1, bias=False):
     return nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding, dilation=dilation, bias=bias)
 
 
-def _resize2x(x, factor):
+def _rescale(x, factor):
     return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
 
 
@@ -41,7 +43,7 @@ class Rescale(nn.Module):
         self.factor = factor
 
     def forward(self, x):
-        return _resize2x(x, self.factor)
+        return _rescale(x, self.factor)
 
 
 class CALayer(nn.Module):
@@ -168,8 +170,9 @@ def _lift(n):
     return nn.Sequential(Rescale(2.0), nn.Conv2d(n, n + S_RES, 1, bias=False))
 
 
-class ResNet(nn.Module):
-    """ORSNet-style RGB stage: three residual groups, each fed by one stage-1 encoder and decoder level."""
+class ORSNet(nn.Module):
+    """The RGB stage at original resolution (MPRNet's ORSNet; upstream's class ``ResNet``, attributes
+    ``stage2_orsnet_r/_t``): three residual groups, each fed by one stage-1 encoder and decoder level."""
 
     def __init__(self, n, act, num_cab):
         super().__init__()
@@ -234,10 +237,10 @@ class RRM(nn.Module):
         return torch.cat([self.GCM_r(self.DM_r(feat_r)), self.GCM_b(self.DM_b(feat_b))], 1)
 
 
-class MCDRNet(nn.Module):
-    """CR3Net generator of width ``ngf`` with ``num_cab`` DCABs per RGB residual group."""
+class CR3Net(nn.Module):
+    """CR3Net generator of width ``ngf`` with ``num_cab`` DCABs per RGB residual group (upstream's ``MCDRNet``)."""
 
-    def __init__(self, ngf=64, num_cab=NUM_CAB, rgb_channels=3, raw_channels=4):
+    def __init__(self, ngf=RELEASED_NGF, num_cab=NUM_CAB, rgb_channels=3, raw_channels=4):
         super().__init__()
         n = ngf
         self.ngf, self.num_cab = ngf, num_cab
@@ -256,8 +259,8 @@ class MCDRNet(nn.Module):
         self.stage1_encoder_t = Encoder(n, act)
         self.stage1_decoder_t = Decoder(n, act)
         self.stage1_tconv = conv(n, raw_channels, KERNEL_SIZE)
-        self.stage2_orsnet_r = ResNet(n, act, num_cab)
-        self.stage2_orsnet_t = ResNet(n, act, num_cab)
+        self.stage2_orsnet_r = ORSNet(n, act, num_cab)
+        self.stage2_orsnet_t = ORSNet(n, act, num_cab)
         self.scam1_r = SCAM(n, raw_channels)
         self.scam1_t = SCAM(n, raw_channels)
         self.concat1_t = conv(2 * n, n, KERNEL_SIZE)

@@ -1,0 +1,234 @@
+"""Image files and 8-bit images: the one RGB reader and writer, the one quantiser, and the one pairing of files by stem.
+
+* :func:`read_rgb`: an 8-bit photo or result as ``np.uint8`` (H, W, 3); every unreadable or unsuitable file is a
+  :class:`util.errors.UserError` naming it (``cannot read image <path>: ...``).
+* :func:`write_rgb` / :func:`write_rgb16`: 8-bit images in the format of the extension, 16-bit RGB TIFFs; written
+  whole or not at all (:func:`util.files.atomic_write`).
+* :func:`quantize` / :func:`to_uint8`: float sRGB in [0, 1] to 8 bits as ``x.clamp(0, 1).mul(255).round().byte()``,
+  the images that are saved and scored; :func:`to_uint16` the same to 16 bits.
+* :func:`files_by_stem`: the files of a folder keyed by stem; pairs (RGB + RAW, result + reference, RAW + JPEG) are
+  matched by file stem, never by sorted position.
+
+16-bit Bayer mosaics and camera RAW files are read in :mod:`data.image_io`.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Literal, overload
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from util.errors import UserError
+from util.files import atomic_write, link_problem
+
+RGB_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+UINT8_MAX = 255  # the top code of 8-bit images (quantize)
+UINT16_MAX = 65535  # the top code of 16-bit images and mosaics (to_uint16)
+# Pillow modes of 8-bit images, expanded to RGB by read_rgb (alpha dropped, grey and palette to 3 channels)
+PIL_8BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La")
+
+
+# ---------------------------------------------------------------------------------------------------- quantisation
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Float sRGB in [0, 1] (any shape; values outside are clamped) -> uint8 of the same shape:
+    ``x.clamp(0, 1).mul(255).round().byte()``, the repository's one 8-bit quantisation."""
+    return x.clamp(0, 1).mul(UINT8_MAX).round().byte()
+
+
+def _float_chw(image) -> torch.Tensor:
+    """A float image as a CPU tensor (3, H, W): torch (3, H, W) or (1, 3, H, W), or numpy (H, W, 3)."""
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected a numpy (H, W, 3) image, got shape {image.shape}")
+        tensor = torch.from_numpy(image).permute(2, 0, 1)
+    elif isinstance(image, torch.Tensor):
+        tensor = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
+        if tensor.ndim != 3 or tensor.shape[0] != 3:
+            raise ValueError(f"expected a (3, H, W) or (1, 3, H, W) tensor, got shape {tuple(image.shape)}")
+    else:
+        raise TypeError(f"expected a torch.Tensor or numpy.ndarray, got {type(image).__name__}")
+    if not tensor.is_floating_point():
+        raise ValueError(f"expected a float image in [0, 1], got dtype {tensor.dtype}")
+    return tensor.detach().cpu()
+
+
+def to_uint8(image) -> np.ndarray:
+    """Quantise a float image to (H, W, 3) uint8 exactly as the repository saves it (:func:`quantize`).
+
+    ``image``: torch float tensor (3, H, W) or (1, 3, H, W), or numpy float array (H, W, 3); sRGB in [0, 1]
+    (values outside are clamped). Computed in the input's own float type.
+    """
+    return quantize(_float_chw(image)).permute(1, 2, 0).contiguous().numpy()
+
+
+def to_uint16(image) -> np.ndarray:
+    """Quantise a float image to (H, W, 3) uint16 for 16-bit files (``remove_reflection.py --format tiff16``).
+
+    Same inputs as :func:`to_uint8`; quantisation ``x.clamp(0, 1).mul(65535).round()`` in float64, so an 8-bit value
+    v / 255 becomes exactly v * 257.
+    """
+    quantised = _float_chw(image).double().clamp(0, 1).mul(UINT16_MAX).round().to(torch.int32)
+    return quantised.permute(1, 2, 0).contiguous().numpy().astype(np.uint16)
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+
+def read_rgb(path, *, rgb_only: bool = False, exif_orientation: bool = False) -> np.ndarray:
+    """Read an 8-bit photo as a writable ``np.uint8`` (H, W, 3): alpha dropped, grey and palette expanded to RGB.
+
+    ``rgb_only``: refuse every mode but 8-bit RGB (results as test.py saves them, for ``python -m util.metrics``).
+    ``exif_orientation``: apply the file's EXIF orientation (the viewing orientation of a camera JPEG).
+    A missing, empty, unreadable or truncated file, a 16-bit (RGB, RGBA, grey) or float image, and a decompression
+    bomb (more pixels than twice Pillow's ``Image.MAX_IMAGE_PIXELS``) raise ``UserError`` naming the file: nothing is
+    reduced to 8 bits behind the user's back. Between Pillow's limit and twice it, one ``warning:`` line naming the
+    file goes to stderr and the image is read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(link_problem(path) or f"cannot read image {path}: no such file")
+    check_not_empty(path)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            rgb = _decode_rgb(path, rgb_only, exif_orientation)
+    except UserError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise UserError(f"cannot read image {path}: {err}") from err
+    for warning in caught:
+        if issubclass(warning.category, Image.DecompressionBombWarning):
+            print(f"warning: {path}: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return np.ascontiguousarray(rgb)
+
+
+def _decode_rgb(path: Path, rgb_only: bool, exif_orientation: bool) -> np.ndarray:
+    with Image.open(path) as img:
+        mode = img.mode
+        if mode not in PIL_8BIT_MODES:
+            raise UserError(
+                f"cannot read image {path}: expected an 8-bit RGB or grey photo, got PIL mode {mode} "
+                "(a 16-bit Bayer mosaic belongs in a *_raw folder)"
+            )
+        if rgb_only and mode != "RGB":
+            raise UserError(f"cannot read image {path}: image mode {mode}, expected 8-bit RGB as saved by test.py")
+        depth = _sample_bits(img)
+        if depth != 8:
+            raise UserError(
+                f"cannot read image {path}: it has {depth}-bit samples ({mode}); save it as an 8-bit RGB photo "
+                "(the network takes the camera's 8-bit sRGB; a Bayer mosaic belongs in a *_raw folder)"
+            )
+        img.load()
+        if exif_orientation:
+            img = ImageOps.exif_transpose(img)
+        if img.mode == "P" and "transparency" in img.info:
+            img = img.convert("RGBA")
+        return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy (np.asarray's is read-only)
+
+
+def _sample_bits(img: Image.Image) -> int:
+    """Bits per sample of a PNG or TIFF as stored, before Pillow reduces 16-bit RGB(A) to 8 bits on load
+    (its tile's raw mode, e.g. ``RGB;16B``); 8 for every other format."""
+    if img.format not in ("PNG", "TIFF"):
+        return 8
+    for tile in getattr(img, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and ";" in rawmode:
+            digits = "".join(ch for ch in rawmode.split(";", 1)[1] if ch.isdigit())
+            if digits and int(digits) > 8:
+                return int(digits)
+    return 8
+
+
+def check_not_empty(path: Path) -> None:
+    """``UserError`` for a file of 0 bytes (a copy that failed); other problems are left to the reader to name."""
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        return  # the reader names the problem (no such file, a looping link, ...)
+    if empty:
+        raise UserError(f"cannot read image {path}: the file is empty (0 bytes); copy it again or remove it")
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+
+
+def write_rgb(path, rgb_u8: np.ndarray, **save_options) -> None:
+    """Write a ``np.uint8`` (H, W, 3) image; format from the extension (parent folders created).
+
+    Written whole or not at all (:func:`util.files.atomic_write`): a full disk or a missing permission is a
+    ``UserError`` naming ``path``. ``save_options`` go to Pillow (e.g. ``quality=95`` for JPEG).
+    """
+    rgb_u8 = np.asarray(rgb_u8)
+    if rgb_u8.dtype != np.uint8 or rgb_u8.ndim != 3 or rgb_u8.shape[-1] != 3:
+        raise ValueError(f"write_rgb needs a uint8 (H, W, 3) array, got {rgb_u8.dtype} {rgb_u8.shape}")
+    path = Path(path)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise ValueError(f"write_rgb: unknown image extension {path.suffix!r}")
+    image = Image.fromarray(np.ascontiguousarray(rgb_u8))
+    atomic_write(path, lambda tmp: image.save(tmp, format=image_format, **save_options))
+
+
+def write_rgb16(path, rgb_u16: np.ndarray) -> None:
+    """Write a ``np.uint16`` (H, W, 3) image as a 16-bit RGB TIFF (deflate with horizontal prediction: lossless).
+
+    Written whole or not at all, like :func:`write_rgb`.
+    """
+    import tifffile
+
+    rgb_u16 = np.asarray(rgb_u16)
+    if rgb_u16.dtype != np.uint16 or rgb_u16.ndim != 3 or rgb_u16.shape[-1] != 3:
+        raise ValueError(f"write_rgb16 needs a uint16 (H, W, 3) array, got {rgb_u16.dtype} {rgb_u16.shape}")
+    image = np.ascontiguousarray(rgb_u16)
+    atomic_write(Path(path), lambda tmp: tifffile.imwrite(tmp, image, photometric="rgb", compression="zlib",
+                                                           predictor=True, metadata=None))
+
+
+# ---------------------------------------------------------------------------------------------------- pairing
+
+
+@overload
+def files_by_stem(folder, extensions, *, unique: Literal[False] = ...) -> dict[str, list[Path]]: ...
+@overload
+def files_by_stem(folder, extensions, *, unique: Literal[True]) -> dict[str, Path]: ...
+
+
+def files_by_stem(folder, extensions, *, unique: bool = False):
+    """The visible files of ``folder`` whose suffix (lower case) is in ``extensions``, keyed by file stem (case kept).
+
+    Returns ``{stem: [paths, sorted by name]}``; with ``unique``, ``{stem: path}`` and two files of one stem
+    (``a.png`` and ``a.bmp``) raise ``UserError`` ("share a stem"). Names starting with ``.`` are skipped. A missing
+    ``folder``, and a name with such a suffix that is not a readable file (a folder ``x.png/``, a symbolic link that
+    loops or points nowhere), raise ``UserError`` naming it, instead of being skipped and reported later as a
+    missing partner.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(link_problem(folder) or f"{folder} is not a folder")
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in extensions:
+            continue
+        if path.is_file():
+            groups.setdefault(path.stem, []).append(path)
+        elif path.is_dir():
+            raise UserError(f"{path} is a folder, not an image file; rename it or move it out of {folder}")
+        else:
+            raise UserError(link_problem(path) or f"{path} is not a regular file; move it out of {folder}")
+    if not unique:
+        return groups
+    for paths in groups.values():
+        if len(paths) > 1:
+            raise UserError(f"{folder}: {paths[0].name} and {paths[1].name} share a stem; keep one of them")
+    return {stem: paths[0] for stem, paths in groups.items()}
