@@ -43,7 +43,7 @@ from data.camera_raw import (
 )
 from data.raw_out import (
     DEFAULT_RAW_MOSAIC,
-    MODES_USING_T_RAW,
+    MODES_USING_T_PRED_RAW,
     RAW_MOSAIC_MODES,
     reflection_free_mosaic,
     write_reflection_free_dng,
@@ -52,14 +52,14 @@ from models.checkpoint import infer_generator_shape, load_generator_weights, loa
 from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled
 from models.work_resolution import check_work_resolution, separate_at_work_resolution, work_size
-from options.base_options import add_work_resolution_flags, resolve_device
+from options.base_options import add_compile_flag, add_work_resolution_flags, resolve_device
 from util.allocator import keep_buffers_mapped
 from util.dng import check_dng_writer, read_source_metadata
 from util.errors import FileSystemError, UserError, file_system_error, run_cli, unwrap_worker_error
 from util.files import link_problem
 from util.html_report import make_preview, write_before_after
 from util.image_io import RGB_EXTENSIONS, files_by_stem, to_uint8, to_uint16, write_rgb, write_rgb16
-from util.precision import PRECISIONS, resolve_precision, to_memory_format
+from util.precision import PRECISIONS, maybe_compile, resolve_precision, to_memory_format
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "demo" / "final_net_G_T.pth"
 JPEG_EXTENSIONS = (".jpg", ".jpeg")
@@ -113,6 +113,7 @@ def parse_args(argv):
                    help=f"overlap between tiles in RGB pixels (even; default {DEFAULT_OVERLAP}, at most half the tile)")
     g.add_argument("--gpu_ids", default="", help="GPU id (e.g. 0); -1 = CPU; default: GPU 0 when there is one")
     g.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision (see README)")
+    add_compile_flag(g)
     g = p.add_argument_group("working resolution (fast full-resolution results)")
     add_work_resolution_flags(g, "run the network on the photo scaled down to about MP megapixels and carry its result "
                               "to full resolution with a guided filter (e.g. 2; --tile then applies to the working "
@@ -292,8 +293,8 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     start = time.perf_counter()
     with torch.inference_mode():
         if size is not None:
-            uses_raw = args.raw_out and args.raw_mosaic in MODES_USING_T_RAW
-            keys = [f"{kind}_rgb" for kind in result_kinds(args)] + (["T_raw"] if uses_raw else [])
+            uses_raw = args.raw_out and args.raw_mosaic in MODES_USING_T_PRED_RAW
+            keys = [f"{kind}_pred_rgb" for kind in result_kinds(args)] + (["T_pred_raw"] if uses_raw else [])
             out = separate_at_work_resolution(net, I_rgb, I_raw, args.work_megapixels, device, precision, channels_last,
                                               args.tile, args.tile_overlap, args.guide_radius, args.guide_eps,
                                               keys=keys, progress=progress)
@@ -306,9 +307,9 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     files = job_outputs(out_dir, job, args)
     viewed = {"I": apply_orientation(rgb_u8, raw.orientation)}
     for kind in result_kinds(args):
-        viewed[kind] = apply_orientation(to_uint8(out[f"{kind}_rgb"]), raw.orientation)
+        viewed[kind] = apply_orientation(to_uint8(out[f"{kind}_pred_rgb"]), raw.orientation)
         if args.format == "tiff16":
-            write_rgb16(files[kind], np.ascontiguousarray(apply_orientation(to_uint16(out[f"{kind}_rgb"]),
+            write_rgb16(files[kind], np.ascontiguousarray(apply_orientation(to_uint16(out[f"{kind}_pred_rgb"]),
                                                                             raw.orientation)))
         else:
             save_image(files[kind], viewed[kind], args.format, args.quality)
@@ -367,7 +368,9 @@ def main(argv=None, net=None) -> int:
         net = net.to(device).eval()
         network = f"network {type(net).__name__}"
     channels_last = True
-    net = to_memory_format(net, channels_last)
+    net = maybe_compile(to_memory_format(net, channels_last), args.compile)
+    if args.compile:
+        network += ", torch.compile"
     working = (f", working resolution about {args.work_megapixels:g} MP (guided filter radius {args.guide_radius}, "
                f"eps {args.guide_eps:g})" if args.work_megapixels else "")
     print(f"{len(jobs)} photo(s); {network}; {device}, {precision}, tile {args.tile}{working}")

@@ -142,6 +142,7 @@ def write_results(opt, model, out_dir: Path, rows: list[dict], total: int, error
         "raw_source": opt.raw_source,
         "device": str(model.device),
         "precision": model.precision,
+        "compile": bool(getattr(opt, "compile", False)),
         "means": means,
         "metric_convention": {**METRIC_CONVENTION,
                               "rows": "T_* = predicted T vs ground-truth T; R_* = predicted R vs ground-truth R; "

@@ -223,7 +223,7 @@ def train(opt, parser) -> dict:
                             visualizer.plot_losses(it, means)
                         visualizer.plot_lr(it, trainer.learning_rate())
                     if is_main and due(it, opt.display_freq):
-                        visuals = trainer.get_current_visuals()
+                        visuals = trainer.display_visuals()  # under the dashboard's names (T_rgb, T_gt_rgb, ...)
                         visualizer.display_images(it, visuals)
                         with writing(visualizer.web_dir):
                             visualizer.save_html(it, visuals)

@@ -14,11 +14,11 @@ sensor resolution, with its CFA pattern, levels, white balance, colour matrices,
   input's mosaic value for value. In a ratio, errors in our model of the camera's rendering largely cancel
   (per-channel gains exactly, brightness and tone curves to first order), which matters when the RGB side is the
   camera's JPEG rather than our own rendering.
-* ``ratio_raw``: the same with the gain T_raw / I_raw of the network's RAW branch (an intermediate output).
+* ``ratio_raw``: the same with the gain T_pred_raw / I_raw of the network's RAW branch (an intermediate output).
 * ``inverse_isp``: T itself taken back to the sensor (sRGB curve, colour matrix and white balance inverted, sampled
   on the CFA, levels re-applied): exact only where our model of the rendering is, and T's 8 bits of sRGB become the
   mosaic's precision.
-* ``t_raw``: the RAW branch's T_raw as it is (clipped to [black, white] like every network output).
+* ``t_raw``: the RAW branch's T_pred_raw as it is (clipped to [black, white] like every network output).
 
 Gains are ``(T + RATIO_EPS) / (I + RATIO_EPS)`` with negatives clipped to 0 (colours outside the camera's gamut),
 clipped to [0, RATIO_MAX]; a site is never pushed above the white level unless it was there already. Why ``ratio``
@@ -39,7 +39,7 @@ from util.isp import CANONICAL_CHANNELS, cfa_offsets, mosaic_rgb, pack_raw, srgb
 
 RAW_MOSAIC_MODES = ("ratio", "ratio_raw", "inverse_isp", "t_raw")
 DEFAULT_RAW_MOSAIC = "ratio"
-MODES_USING_T_RAW = ("ratio_raw", "t_raw")  # the modes that read the network's T_raw (the others T_rgb)
+MODES_USING_T_PRED_RAW = ("ratio_raw", "t_raw")  # the modes that read the network's T_pred_raw (others T_pred_rgb)
 # Added to T and I (linear, white = 1) before dividing: sRGB code 3 of 255 is 0.0009 linear; below that the 8-bit
 # input cannot express a ratio, and the gain tends to 1 (nothing changed) there.
 RATIO_EPS = 1e-3
@@ -90,9 +90,10 @@ def reflection_free_mosaic(raw: CameraRaw, I_rgb, out: dict, mode: str = DEFAULT
     """The photo's mosaic with the reflection removed: (H, W) uint16 sensor counts, same CFA and levels as ``raw``.
 
     ``I_rgb``: the network's RGB input (1, 3, H, W) float [0, 1] (sensor orientation, pixel-aligned with
-    ``raw.mosaic``); ``out``: its outputs (:func:`models.tiling.separate_tiled`: ``T_rgb`` (1, 3, H, W), ``T_raw``
-    (1, 4, H/2, W/2), both in [0, 1]); ``mode``: one of :data:`RAW_MOSAIC_MODES` (see the module docstring);
-    ``render_matrix``: see :func:`rendering_model`.
+    ``raw.mosaic``); ``out``: its predictions (:func:`models.tiling.separate_tiled`: ``T_pred_rgb`` (1, 3, H, W) sRGB,
+    ``T_pred_raw`` (1, 4, H/2, W/2) packed, normalised, both float in [0, 1]; a mode reads only one of them);
+    ``mode``: one of :data:`RAW_MOSAIC_MODES` (see the module docstring); ``render_matrix``: see
+    :func:`rendering_model`.
     """
     if mode not in RAW_MOSAIC_MODES:
         raise ValueError(f"unknown mosaic mode {mode!r}; expected one of {', '.join(RAW_MOSAIC_MODES)}")
@@ -105,17 +106,17 @@ def reflection_free_mosaic(raw: CameraRaw, I_rgb, out: dict, mode: str = DEFAULT
             def ratio(T_band, I_band):
                 return _gain(srgb_to_camera(T_band, ccm, gains), srgb_to_camera(I_band, ccm, gains))
 
-            gain = pack_raw(_on_cfa(ratio, (out["T_rgb"], I_rgb), raw.cfa), raw.cfa)
+            gain = pack_raw(_on_cfa(ratio, (out["T_pred_rgb"], I_rgb), raw.cfa), raw.cfa)
         else:
-            gain = _gain(_float64(out["T_raw"]), np.clip(raw.packed().astype(np.float64), 0.0, 1.0))
+            gain = _gain(_float64(out["T_pred_raw"]), np.clip(raw.packed().astype(np.float64), 0.0, 1.0))
         new = black + (counts - black) * gain
         new = np.minimum(new, np.maximum(white, counts))
     else:
         if mode == "inverse_isp":
-            camera = _on_cfa(lambda T_band: srgb_to_camera(T_band, ccm, gains), (out["T_rgb"],), raw.cfa)
+            camera = _on_cfa(lambda T_band: srgb_to_camera(T_band, ccm, gains), (out["T_pred_rgb"],), raw.cfa)
             normalised = pack_raw(camera, raw.cfa)
         else:
-            normalised = _float64(out["T_raw"])
+            normalised = _float64(out["T_pred_raw"])
         new = np.minimum(black + normalised * (white - black), white)
     packed = np.clip(np.round(new), 0, UINT16_MAX).astype(np.uint16)
     return np.ascontiguousarray(unpack_raw(packed, raw.cfa))

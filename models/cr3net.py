@@ -275,25 +275,26 @@ class CR3Net(nn.Module):
 
         I_rgb: (B, 3, H, W) sRGB in [0, 1]; I_raw: (B, 4, H/2, W/2) packed R,G,G,B, (x - black) / (white - black).
         H and W must be multiples of ``SIZE_MULTIPLE``.
-        Returns ``([R_rgb, T_rgb], [R_raw, T_raw])``, unclamped, in the same domains as the inputs.
+        Returns the predictions ``([R_pred_rgb, T_pred_rgb], [R_pred_raw, T_pred_raw])``, unclamped, in the same
+        domains and shapes as the inputs.
         """
         enc_r = self.stage1_encoder_r(self.shallow_feat1_r(I_raw))
         dec_r = self.stage1_decoder_r(enc_r)
-        R_raw = self.stage1_rconv(dec_r[0]) + I_raw
+        R_pred_raw = self.stage1_rconv(dec_r[0]) + I_raw
         att_r = self.scam1_r(dec_r[0], I_raw)
 
         x_t = self.concat1_t(torch.cat([self.shallow_feat1_t(I_raw), att_r], 1))
         enc_t = self.stage1_encoder_t(x_t)
         dec_t = self.stage1_decoder_t(enc_t)
-        T_raw = self.stage1_tconv(dec_t[0]) + I_raw
-        att_t = self.scam1_t(dec_t[0], T_raw)
+        T_pred_raw = self.stage1_tconv(dec_t[0]) + I_raw
+        att_t = self.scam1_t(dec_t[0], T_pred_raw)
 
         lifted = self.RRM(att_r, att_t)
         x_r = self.concat2_r(torch.cat([self.shallow_feat2_r(I_rgb), lifted], 1))
         x_r = self.stage2_orsnet_r(x_r, enc_r, dec_r)
-        R_rgb = self.tail_r(x_r) + I_rgb
+        R_pred_rgb = self.tail_r(x_r) + I_rgb
 
         x_t = self.concat2_t(torch.cat([self.shallow_feat2_t(I_rgb), x_r, lifted], 1))
         x_t = self.stage2_orsnet_t(x_t, enc_t, dec_t)
-        T_rgb = self.tail_t(x_t) + I_rgb
-        return [R_rgb, T_rgb], [R_raw, T_raw]
+        T_pred_rgb = self.tail_t(x_t) + I_rgb
+        return [R_pred_rgb, T_pred_rgb], [R_pred_raw, T_pred_raw]

@@ -15,8 +15,8 @@ MAX_WIDTH_MULTIPLIER = 8  # the filter count doubles per layer up to 8 x ndf
 class NLayerDiscriminator(nn.Module):
     """PatchGAN: ``n_layers`` stride-2 conv blocks, one stride-1 block, then a 1-channel stride-1 conv.
 
-    Input: (B, input_nc, H, W) float (here T_rgb, sRGB in [0, 1]). Output: (B, 1, h, w) float scores, not squashed
-    (LSGAN), one per receptive-field patch; for 256x256 input and ``n_layers = 3``, h = w = 30.
+    Input: (B, input_nc, H, W) float (here T_rgb or T_pred_rgb, sRGB in [0, 1]). Output: (B, 1, h, w) float scores,
+    not squashed (LSGAN), one per receptive-field patch; for 256x256 input and ``n_layers = 3``, h = w = 30.
     Normalisation: ``InstanceNorm2d`` without affine parameters or running statistics (pix2pix's ``instance``),
     so convolutions followed by a norm keep their bias as in pix2pix (``use_bias = True`` for instance norm).
     """

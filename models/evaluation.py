@@ -16,8 +16,10 @@ import numpy as np
 from util.image_io import to_uint8
 from util.metrics import LPIPS, mean_rows, score_separation
 
-# the 8-bit images of one item (util.metrics.score_separation's names) and the model's visuals they come from
-IMAGE_SOURCES = {"I": "I_rgb", "T": "T_rgb", "R": "R_rgb", "T_gt": "T_gt_rgb", "R_gt": "R_gt_rgb"}
+# the 8-bit images of one item, by util.metrics.score_separation's names (which are also test.py's file names,
+# <stem>_T.png, <stem>_T_gt.png, ...), and the model's visuals they come from: predictions *_pred_rgb, ground truth
+# under the batch's names
+IMAGE_SOURCES = {"I": "I_rgb", "T": "T_pred_rgb", "R": "R_pred_rgb", "T_gt": "T_rgb", "R_gt": "R_rgb"}
 # per-image metric columns in test.py's metrics.csv order: T and R predictions vs their ground truth, I (the input,
 # doing nothing) vs ground-truth T
 METRIC_COLUMNS = tuple(f"{k}_{m}" for k in ("T", "R", "I") for m in ("psnr", "ssim", "lpips"))
@@ -28,11 +30,12 @@ def evaluate_item(model, batch: dict, lpips_model: LPIPS | None = None,
                   save: Callable[[str, dict[str, np.ndarray]], dict[str, str]] | None = None) -> dict:
     """Run ``model`` on one test item (a batch of one) and score it.
 
-    ``model``: ``set_input(batch)``, ``test()`` returning visuals (``I_rgb``, ``T_rgb``, ``R_rgb`` and, with ground
-    truth, ``T_gt_rgb`` / ``R_gt_rgb``: (1, 3, H, W) float sRGB [0, 1]) and ``inference_seconds``
-    (``models.rawrr_model.RAWRRModel``). ``save(stem, images)``: optional, writes the 8-bit images before they are
-    scored and returns their file names. Returns the row: ``stem``, ``seconds``, ``images`` (with ``save``), the
-    metrics of ``score_separation`` and ``gain_psnr`` (T PSNR minus the input's, where T has ground truth).
+    ``model``: ``set_input(batch)``, ``test()`` returning visuals (the input ``I_rgb``, the predictions ``T_pred_rgb``,
+    ``R_pred_rgb`` and, with ground truth, ``T_rgb`` / ``R_rgb``: (1, 3, H, W) float sRGB [0, 1]) and
+    ``inference_seconds`` (``models.rawrr_model.RAWRRModel``). ``save(stem, images)``: optional, writes the 8-bit
+    images before they are scored and returns their file names. Returns the row: ``stem``, ``seconds``, ``images``
+    (with ``save``), the metrics of ``score_separation`` and ``gain_psnr`` (T PSNR minus the input's, where T has
+    ground truth).
     """
     stem = batch["stem"][0]
     model.set_input(batch)

@@ -18,8 +18,9 @@ def separate(net, I_rgb, I_raw, precision: str = "fp32", channels_last: bool = T
 
     I_rgb: (B, 3, H, W) float32 sRGB [0, 1]; I_raw: (B, 4, H/2, W/2) float32 packed [R,G,G,B], normalised; H, W even.
     The images are padded (edge replication) to a multiple of ``SIZE_MULTIPLE``, run under ``precision`` autocast
-    and cropped back. Returns float32 tensors clamped to [0, 1] like upstream's test code:
-    ``T_rgb``, ``R_rgb`` (B, 3, H, W) and ``T_raw``, ``R_raw`` (B, 4, H/2, W/2).
+    and cropped back. Returns the predictions as float32 tensors clamped to [0, 1] like upstream's test code:
+    ``T_pred_rgb``, ``R_pred_rgb`` (B, 3, H, W) sRGB and ``T_pred_raw``, ``R_pred_raw`` (B, 4, H/2, W/2) packed
+    [R, G1, G2, B], (x - black) / (white - black). (``T_rgb``, ``R_rgb``, ... name the ground truth, as in batches.)
     """
     h, w = I_rgb.shape[-2:]
     if I_raw.shape[-2:] != (h // 2, w // 2) or h % 2 or w % 2:
@@ -31,9 +32,9 @@ def separate(net, I_rgb, I_raw, precision: str = "fp32", channels_last: bool = T
     I_rgb = to_memory_format(I_rgb, channels_last)
     I_raw = to_memory_format(I_raw, channels_last)
     with autocast(I_rgb.device, precision):
-        (R_rgb, T_rgb), (R_raw, T_raw) = net(I_rgb, I_raw)
-    out = {"T_rgb": T_rgb[..., :h, :w], "R_rgb": R_rgb[..., :h, :w],
-           "T_raw": T_raw[..., : h // 2, : w // 2], "R_raw": R_raw[..., : h // 2, : w // 2]}
+        (R_pred_rgb, T_pred_rgb), (R_pred_raw, T_pred_raw) = net(I_rgb, I_raw)
+    out = {"T_pred_rgb": T_pred_rgb[..., :h, :w], "R_pred_rgb": R_pred_rgb[..., :h, :w],
+           "T_pred_raw": T_pred_raw[..., : h // 2, : w // 2], "R_pred_raw": R_pred_raw[..., : h // 2, : w // 2]}
     return {k: v.float().clamp(0, 1).contiguous() for k, v in out.items()}
 
 

@@ -16,7 +16,7 @@ from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, separate_tiled
 from models.work_resolution import DEFAULT_GUIDE_EPS, DEFAULT_GUIDE_RADIUS, separate_at_work_resolution
 from util.errors import UserError
-from util.precision import resolve_precision, to_memory_format
+from util.precision import maybe_compile, resolve_precision, to_memory_format
 
 RELEASED_WEIGHTS_HINT = (
     "the released weights are final_net_G_T.pth from the CR3Net authors (github NamecantbeNULL/RAW_RGB_RR), "
@@ -43,6 +43,8 @@ class RAWRRModel:
         self.save_dir = Path(opt.checkpoints_dir) / opt.name
         self.netG_T = define_G(opt.ngf, opt.num_cab, opt.netG, opt.init_type, opt.init_gain, self.device)
         self.netG_T = to_memory_format(self.netG_T, self.channels_last)
+        # test.py --compile: inference runs through the compiled module (same parameters as netG_T)
+        self.net_for_inference = maybe_compile(self.netG_T, getattr(opt, "compile", False))
         self.inference_seconds = 0.0
 
     # ---------------------------------------------------------------- weights
@@ -73,8 +75,11 @@ class RAWRRModel:
     def test(self):
         """Predict T and R for the current input; records the inference time in ``inference_seconds``.
 
-        Returns the input ``I_rgb``, the predictions of :func:`models.inference.separate` and, where the batch has
-        them, the ground truth as ``T_gt_rgb`` / ``R_gt_rgb``."""
+        Returns the input ``I_rgb`` (1, 3, H, W) float32 sRGB [0, 1], the predictions of
+        :func:`models.tiling.separate_tiled` (CPU float32 in [0, 1]: ``T_pred_rgb``, ``R_pred_rgb`` (1, 3, H, W),
+        ``T_pred_raw``, ``R_pred_raw`` (1, 4, H/2, W/2)) and, where the batch has them, the ground truth under the
+        batch's own names ``T_rgb`` / ``R_rgb`` (1, 3, H, W) float32 sRGB [0, 1]; inputs and ground truth stay on the
+        model's device."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
@@ -84,17 +89,18 @@ class RAWRRModel:
         work_megapixels = float(getattr(self.opt, "work_megapixels", 0) or 0)
         if work_megapixels > 0:
             out = separate_at_work_resolution(
-                self.netG_T, self.input["I_rgb"], self.input["I_raw"], work_megapixels, self.device, self.precision,
-                self.channels_last, tile, overlap, getattr(self.opt, "guide_radius", DEFAULT_GUIDE_RADIUS),
+                self.net_for_inference, self.input["I_rgb"], self.input["I_raw"], work_megapixels, self.device,
+                self.precision, self.channels_last, tile, overlap,
+                getattr(self.opt, "guide_radius", DEFAULT_GUIDE_RADIUS),
                 getattr(self.opt, "guide_eps", DEFAULT_GUIDE_EPS))
         else:
-            out = separate_tiled(self.netG_T, self.input["I_rgb"], self.input["I_raw"], tile, overlap, self.device,
-                                 self.precision, self.channels_last)
+            out = separate_tiled(self.net_for_inference, self.input["I_rgb"], self.input["I_raw"], tile, overlap,
+                                 self.device, self.precision, self.channels_last)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.inference_seconds = time.perf_counter() - start
         visuals = {"I_rgb": self.input["I_rgb"], **out}
         for k in ("T_rgb", "R_rgb"):
             if k in self.input:
-                visuals[f"{k[0]}_gt_rgb"] = self.input[k]
+                visuals[k] = self.input[k]
         return visuals

@@ -4,15 +4,17 @@
 the discriminator ``netD``, the VGG perceptual loss, Adam optimisers, learning-rate schedulers, a GradScaler (fp16)
 and, under ``torchrun``, ``DistributedDataParallel``. ``train.py`` runs the loop.
 
-Generator loss (upstream's recipe; every weight is a flag)::
+Generator loss (upstream's recipe; every weight is a flag), predictions ``*_pred_*`` against the batch's ground truth
+``T_rgb``, ``R_rgb``, ``T_raw``, ``R_raw``::
 
-    G = lambda_mse_T * MSE(T_rgb) + lambda_mse_R * MSE(R_rgb) + lambda_vgg * VGG(T_rgb)     (MSE(T_rgb): --pixel_loss)
-        + lambda_gan * LSGAN(D(T_rgb) -> real) + lambda_raw * (L1(T_raw) + L1(R_raw))
-    D = (LSGAN(D(T_gt_rgb) -> real) + LSGAN(D(T_rgb) -> fake)) / 2
+    G = lambda_mse_T * MSE(T_pred_rgb, T_rgb) + lambda_mse_R * MSE(R_pred_rgb, R_rgb)       (MSE of T: --pixel_loss)
+        + lambda_vgg * VGG(T_pred_rgb, T_rgb) + lambda_gan * LSGAN(D(T_pred_rgb) -> real)
+        + lambda_raw * (L1(T_pred_raw, T_raw) + L1(R_pred_raw, R_raw))
+    D = (LSGAN(D(T_rgb) -> real) + LSGAN(D(T_pred_rgb) -> fake)) / 2
 
-Two terms beyond upstream, off by default: ``lambda_exclusion * Excl(T_rgb, R_rgb)`` (:func:`models.losses.
-exclusion_loss`, every sample) and ``--lambda_real_pixel``, which multiplies the T pixel terms of real samples
-(``is_real``) before the batch mean.
+Two terms beyond upstream, off by default: ``lambda_exclusion * Excl(T_pred_rgb, R_pred_rgb)``
+(:func:`models.losses.exclusion_loss`, every sample) and ``--lambda_real_pixel``, which multiplies the T pixel terms
+of real samples (``is_real``) before the batch mean.
 
 Real and synthetic samples: synthetic samples and real triplets carry T and R targets in both domains; a real pair
 without a reflection layer (``has_R`` False, e.g. the RGB-only sets of Zhang et al.) has no R target, so the two R
@@ -55,7 +57,11 @@ from util.registry import add_flag_once
 PIXEL_LOSSES = ("mse", "psnr")
 PSNR_LOSS_EPS = 1e-4  # keeps the weight of a near-perfect sample bounded (about 40 dB)
 TRAIN_STATE_FORMAT = 1  # version of the <label>_train_state.pth layout
-DISPLAY_KEYS = ("I_rgb", "T_rgb", "T_gt_rgb", "R_rgb", "R_gt_rgb", "I_raw", "T_raw", "T_gt_raw")
+# the dashboard's visuals (get_current_visuals) in display order -> the names shown. Visdom captions and
+# web/images/iter<n>_<name>.png keep their established names (T_rgb = the prediction, T_gt_rgb = the ground truth), so
+# a resumed run's page (it rereads web/images/) and anything reading those files stay as they were
+DISPLAY_NAMES = {"I_rgb": "I_rgb", "T_pred_rgb": "T_rgb", "T_rgb": "T_gt_rgb", "R_pred_rgb": "R_rgb",
+                 "R_rgb": "R_gt_rgb", "I_raw": "I_raw", "T_pred_raw": "T_raw", "T_raw": "T_gt_raw"}
 LOSS_NAMES = ("G", "G_MSE_T", "G_MSE_R", "G_VGG", "G_GAN", "G_raw_T", "G_raw_R", "G_excl", "D", "D_real", "D_fake")
 
 
@@ -214,7 +220,8 @@ class RAWRRTrainer:
             self.train_G, self.train_D = self.netG, self.netD
         self.netG.train()
         self.netD.train()
-        self.input: dict[str, torch.Tensor] = {}
+        self.input: dict[str, torch.Tensor] = {}  # the batch on the device (set_input)
+        # G's predictions of the last compute_losses, unclamped: T_pred_rgb, R_pred_rgb, T_pred_raw, R_pred_raw
         self.output: dict[str, torch.Tensor] = {}
         self.checkpoint_writes = 0
         self.repaired: list[Path] = []  # bare checkpoint files rewritten by load(..., repair=True)
@@ -241,26 +248,27 @@ class RAWRRTrainer:
         {name: 0-d tensor}) with the unweighted terms and the weighted totals ``G`` and ``D``."""
         opt, x = self.opt, self.input
         with autocast(self.device, self.precision):
-            (R_rgb, T_rgb), (R_raw, T_raw) = self.train_G(x["I_rgb"], x["I_raw"])
-        self.output = {"T_rgb": T_rgb, "R_rgb": R_rgb, "T_raw": T_raw, "R_raw": R_raw}
-        T_rgb_f = T_rgb.float()
+            (R_pred_rgb, T_pred_rgb), (R_pred_raw, T_pred_raw) = self.train_G(x["I_rgb"], x["I_raw"])
+        self.output = {"T_pred_rgb": T_pred_rgb, "R_pred_rgb": R_pred_rgb, "T_pred_raw": T_pred_raw,
+                       "R_pred_raw": R_pred_raw}
+        T_pred_rgb_f = T_pred_rgb.float()
         has_R = x.get("has_R")
         pixel_weights = real_sample_weights(x.get("is_real"), getattr(opt, "lambda_real_pixel", 1.0),
-                                            T_rgb_f.shape[0], T_rgb_f.device)
-        mse_T = F.mse_loss(T_rgb_f, x["T_rgb"], reduction="none")
+                                            T_pred_rgb_f.shape[0], T_pred_rgb_f.device)
+        mse_T = F.mse_loss(T_pred_rgb_f, x["T_rgb"], reduction="none")
         terms = {
             "G_MSE_T": (weighted_mean(mse_T, pixel_weights) if opt.pixel_loss == "mse"
                         else psnr_balanced_mean(mse_T, weights=pixel_weights)),
-            "G_MSE_R": masked_mean(F.mse_loss(R_rgb.float(), x["R_rgb"], reduction="none"), has_R),
-            "G_raw_T": weighted_mean(F.l1_loss(T_raw.float(), x["T_raw"], reduction="none"), pixel_weights),
-            "G_raw_R": masked_mean(F.l1_loss(R_raw.float(), x["R_raw"], reduction="none"), has_R),
-            "G_excl": exclusion_loss(T_rgb, R_rgb).mean(),
+            "G_MSE_R": masked_mean(F.mse_loss(R_pred_rgb.float(), x["R_rgb"], reduction="none"), has_R),
+            "G_raw_T": weighted_mean(F.l1_loss(T_pred_raw.float(), x["T_raw"], reduction="none"), pixel_weights),
+            "G_raw_R": masked_mean(F.l1_loss(R_pred_raw.float(), x["R_raw"], reduction="none"), has_R),
+            "G_excl": exclusion_loss(T_pred_rgb, R_pred_rgb).mean(),
         }
         # G's adversarial term through the plain D (no DDP hooks: D's parameters get no gradient from it)
         self.netD.requires_grad_(False)
         with autocast(self.device, self.precision):
-            terms["G_VGG"] = self.perceptual(T_rgb, x["T_rgb"])
-            terms["G_GAN"] = self.gan_loss(self.netD(T_rgb), True)
+            terms["G_VGG"] = self.perceptual(T_pred_rgb, x["T_rgb"])
+            terms["G_GAN"] = self.gan_loss(self.netD(T_pred_rgb), True)
         self.netD.requires_grad_(True)
         loss_G = (opt.lambda_mse_T * terms["G_MSE_T"] + opt.lambda_mse_R * terms["G_MSE_R"]
                   + opt.lambda_vgg * terms["G_VGG"] + opt.lambda_gan * terms["G_GAN"]
@@ -269,7 +277,7 @@ class RAWRRTrainer:
         # D on real and fake in one call (instance norm is per sample, so this equals two calls)
         batch = x["T_rgb"].shape[0]
         with autocast(self.device, self.precision):
-            scores = self.train_D(torch.cat([x["T_rgb"], T_rgb.detach()], 0))
+            scores = self.train_D(torch.cat([x["T_rgb"], T_pred_rgb.detach()], 0))
         terms["D_real"] = self.gan_loss(scores[:batch], True)
         terms["D_fake"] = self.gan_loss(scores[batch:], False)
         loss_D = (terms["D_real"] + terms["D_fake"]) / 2
@@ -319,13 +327,19 @@ class RAWRRTrainer:
         self.scaler.step(optimizer)
 
     def get_current_visuals(self) -> dict[str, torch.Tensor]:
-        """First sample of the batch: inputs, predictions (clamped to [0, 1]) and targets, RGB and packed RAW."""
+        """First sample of the batch, in :data:`DISPLAY_NAMES` order, CPU float32 clamped to [0, 1]: the input
+        ``I_rgb`` (3, H, W) sRGB and ``I_raw`` (4, H/2, W/2) packed; the predictions ``T_pred_rgb``, ``R_pred_rgb``,
+        ``T_pred_raw``; the ground truth ``T_rgb``, ``R_rgb``, ``T_raw``. Empty before the first step. The dashboard
+        shows them under their display names (:meth:`display_visuals`)."""
         x, y = self.input, self.output
         if not y:
             return {}
-        found = {"I_rgb": x["I_rgb"], "T_rgb": y["T_rgb"], "T_gt_rgb": x["T_rgb"], "R_rgb": y["R_rgb"],
-                 "R_gt_rgb": x["R_rgb"], "I_raw": x["I_raw"], "T_raw": y["T_raw"], "T_gt_raw": x["T_raw"]}
-        return {k: found[k][0].detach().float().clamp(0, 1).cpu() for k in DISPLAY_KEYS}
+        found = {**{k: x[k] for k in ("I_rgb", "T_rgb", "R_rgb", "I_raw", "T_raw")}, **y}
+        return {k: found[k][0].detach().float().clamp(0, 1).cpu() for k in DISPLAY_NAMES}
+
+    def display_visuals(self) -> dict[str, torch.Tensor]:
+        """:meth:`get_current_visuals` under the names the dashboard shows (:data:`DISPLAY_NAMES`)."""
+        return {DISPLAY_NAMES[k]: v for k, v in self.get_current_visuals().items()}
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self, progress: dict) -> dict:

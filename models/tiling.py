@@ -98,7 +98,8 @@ def separate_tiled(net, I_rgb, I_raw, tile: int | tuple[int, int] = DEFAULT_TILE
     I_rgb: (1, 3, H, W) float32 [0, 1] and I_raw: (1, 4, H/2, W/2) packed, normalised, on any device (the CPU for
     large photos); ``tile`` a multiple of ``SIZE_MULTIPLE`` (0 = run whole), or (height, width) of rectangular tiles,
     each a multiple of ``SIZE_MULTIPLE`` (:func:`fitted_tile`). Tiles are moved to ``device`` one at a time. Returns
-    CPU float32 ``T_rgb``, ``R_rgb`` (1, 3, H, W) and ``T_raw``, ``R_raw`` (1, 4, H/2, W/2) in [0, 1].
+    CPU float32 predictions ``T_pred_rgb``, ``R_pred_rgb`` (1, 3, H, W) and ``T_pred_raw``, ``R_pred_raw``
+    (1, 4, H/2, W/2) in [0, 1].
     ``progress``: optional callable(done, total) after each tile.
     """
     _, _, h, w = I_rgb.shape
@@ -111,8 +112,8 @@ def separate_tiled(net, I_rgb, I_raw, tile: int | tuple[int, int] = DEFAULT_TILE
     overlap = min(overlap, min(tile_h, tile_w) // 2) // 2 * 2
     th, tw = min(tile_h, h), min(tile_w, w)
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
-    acc = {"T_rgb": torch.zeros(1, 3, h, w), "R_rgb": torch.zeros(1, 3, h, w),
-           "T_raw": torch.zeros(1, 4, h // 2, w // 2), "R_raw": torch.zeros(1, 4, h // 2, w // 2)}
+    acc = {"T_pred_rgb": torch.zeros(1, 3, h, w), "R_pred_rgb": torch.zeros(1, 3, h, w),
+           "T_pred_raw": torch.zeros(1, 4, h // 2, w // 2), "R_pred_raw": torch.zeros(1, 4, h // 2, w // 2)}
     weight_rgb = torch.zeros(1, 1, h, w)
     weight_raw = torch.zeros(1, 1, h // 2, w // 2)
     total, done = len(ys) * len(xs), 0
@@ -124,17 +125,17 @@ def separate_tiled(net, I_rgb, I_raw, tile: int | tuple[int, int] = DEFAULT_TILE
                            I_raw[..., y // 2:(y + th) // 2, x // 2:(x + tw) // 2].to(device), precision, channels_last)
             win = (wy[:, None] * wx[None, :])[None, None]
             win_raw = (wy_raw[:, None] * wx_raw[None, :])[None, None]
-            for k in ("T_rgb", "R_rgb"):
+            for k in ("T_pred_rgb", "R_pred_rgb"):
                 acc[k][..., y:y + th, x:x + tw] += out[k].cpu() * win
-            for k in ("T_raw", "R_raw"):
+            for k in ("T_pred_raw", "R_pred_raw"):
                 acc[k][..., y // 2:(y + th) // 2, x // 2:(x + tw) // 2] += out[k].cpu() * win_raw
             weight_rgb[..., y:y + th, x:x + tw] += win
             weight_raw[..., y // 2:(y + th) // 2, x // 2:(x + tw) // 2] += win_raw
             done += 1
             if progress is not None:
                 progress(done, total)
-    for k in ("T_rgb", "R_rgb"):
+    for k in ("T_pred_rgb", "R_pred_rgb"):
         acc[k] /= weight_rgb
-    for k in ("T_raw", "R_raw"):
+    for k in ("T_pred_raw", "R_pred_raw"):
         acc[k] /= weight_raw
     return acc

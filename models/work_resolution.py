@@ -58,7 +58,7 @@ MEGAPIXEL = 1_000_000
 GAIN_FLOOR = 1e-3  # linear: sRGB code 3 of 255 is 0.0009; darker inputs cannot express a share of their light
 GAIN_MAX = 2.0  # T may be brighter than I (the glass's transmittance removed); beyond a stop it is a dark pixel's noise
 BAND_ROWS = 256  # full-resolution rows upsampled at a time: bounds the temporaries (3 x 256 x 6000 floats = 18 MB)
-OUTPUT_KEYS = ("T_rgb", "R_rgb", "T_raw", "R_raw")
+OUTPUT_KEYS = ("T_pred_rgb", "R_pred_rgb", "T_pred_raw", "R_pred_raw")  # the predictions, as models.inference
 
 
 def check_work_resolution(megapixels: float, radius: int | None, eps: float | None) -> tuple[int, float]:
@@ -200,7 +200,7 @@ def run_at_work_resolution(net, I_rgb, I_raw, size: tuple[int, int], device="cpu
     ``I_rgb`` (1, 3, H, W) float [0, 1] sRGB and ``I_raw`` (1, 4, H/2, W/2) packed, normalised, on any device; ``tile``:
     the largest tile side at working resolution (0 = the working image whole; tiles fitted to it by
     :func:`models.tiling.fitted_tile`). Returns CPU float32 ``I_rgb``, ``I_raw`` (the working input) and the network's
-    ``T_rgb``, ``R_rgb``, ``T_raw``, ``R_raw`` at working resolution.
+    predictions ``T_pred_rgb``, ``R_pred_rgb``, ``T_pred_raw``, ``R_pred_raw`` at working resolution.
     """
     I_work_rgb = resize(I_rgb, size)
     I_work_raw = resize(I_raw, (size[0] // 2, size[1] // 2))
@@ -260,9 +260,10 @@ def separate_at_work_resolution(net, I_rgb, I_raw, work_megapixels: float, devic
 
     ``I_rgb`` (1, 3, H, W) float32 [0, 1] sRGB, ``I_raw`` (1, 4, H/2, W/2) packed, normalised, on any device (the CPU
     for large photos); the network runs on ``device`` under ``precision``, in tiles of at most ``tile`` working pixels
-    (0 = whole). Returns CPU float32 ``keys`` (default all of ``T_rgb``, ``R_rgb`` (1, 3, H, W), ``T_raw``, ``R_raw``
-    (1, 4, H/2, W/2)) in [0, 1] at full resolution. A photo not larger than the working size (:func:`work_size`)
-    runs at its full resolution, in tiles of ``tile`` (:func:`models.tiling.separate_tiled`, every output).
+    (0 = whole). Returns CPU float32 ``keys`` (default all of ``T_pred_rgb``, ``R_pred_rgb`` (1, 3, H, W),
+    ``T_pred_raw``, ``R_pred_raw`` (1, 4, H/2, W/2)) in [0, 1] at full resolution. A photo not larger than the
+    working size (:func:`work_size`) runs at its full resolution, in tiles of ``tile``
+    (:func:`models.tiling.separate_tiled`, every output).
     """
     size = work_size(I_rgb.shape[-2], I_rgb.shape[-1], work_megapixels)
     if size is None:

@@ -151,6 +151,14 @@ def format_suffix(suffix: str, opt) -> str:
         raise UserError(f"--suffix {suffix!r}: cannot fill in its fields ({err})") from None
 
 
+def add_compile_flag(group) -> None:
+    """Add ``--compile`` (``util.precision.maybe_compile`` on the generator) to ``group``: test.py and
+    remove_reflection.py share it."""
+    group.add_argument("--compile", action="store_true",
+                       help="run the generator through torch.compile: the first image of each size compiles (slow), "
+                       "the following ones run faster (see README, Speed)")
+
+
 def add_work_resolution_flags(group, megapixels_help: str) -> None:
     """Add ``--work_megapixels``, ``--guide_radius`` and ``--guide_eps`` (:mod:`models.work_resolution`) to ``group``:
     test.py and remove_reflection.py share them; ``megapixels_help`` says what the working image is scaled from.

@@ -3,7 +3,7 @@
 from data.rawrr_dataset import DEFAULT_EVAL_RESIZE, EVAL_RESIZE_CHOICES, OFFICIAL_TEST_LONG_SIDE
 from models.tiling import DEFAULT_OVERLAP, check_tiling
 from models.work_resolution import check_work_resolution
-from options.base_options import BaseOptions, add_work_resolution_flags
+from options.base_options import BaseOptions, add_compile_flag, add_work_resolution_flags
 from util.errors import UserError
 
 
@@ -32,6 +32,7 @@ class TestOptions(BaseOptions):
                                   "megapixels and carry its result to native resolution with a guided filter (as "
                                   "remove_reflection.py); 0 = the network at the evaluation size")
         g.add_argument("--no_lpips", action="store_true", help="skip LPIPS (PSNR and SSIM only)")
+        add_compile_flag(g)
         return parser
 
     def validate(self, opt) -> None:

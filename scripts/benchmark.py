@@ -94,9 +94,9 @@ def run_mode(spec: dict, folder: Path, timeout: float) -> dict:
 
 
 def compare_outputs(path: str, baseline_path: str) -> dict:
-    """Accuracy of one mode's T_rgb against the fp32 baseline's: float PSNR (range 1), 8-bit PSNR, max |diff|."""
+    """Accuracy of one mode's T_pred_rgb against the fp32 baseline's: float PSNR (range 1), 8-bit PSNR, max |diff|."""
     out, ref = torch.load(path, weights_only=True), torch.load(baseline_path, weights_only=True)
-    T, T_ref = out["T_rgb"].double(), ref["T_rgb"].double()
+    T, T_ref = out["T_pred_rgb"].double(), ref["T_pred_rgb"].double()
     mse = float(((T - T_ref) ** 2).mean())
     change = float(((T_ref - ref["I_rgb"].double().clamp(0, 1)) ** 2).mean().sqrt())
     return {"psnr_db": 10 * math.log10(1 / mse) if mse > 0 else math.inf,  # data range 1 (sRGB [0, 1])

@@ -133,7 +133,7 @@ def main(argv=None) -> dict:
     with torch.inference_mode():
         try:
             out = separate_tiled(net, I_rgb, I_raw, args.tile, args.tile_overlap, device, precision, True, progress)
-            quantize(out["T_rgb"])  # the quantisation of the saved image
+            quantize(out["T_pred_rgb"])  # the quantisation of the saved image
         except StopAfter:
             complete = False
     result = {

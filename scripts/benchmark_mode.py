@@ -115,7 +115,8 @@ def timed_runs(step, spec: dict, device: torch.device) -> dict:
 
 
 def measure(spec: dict) -> dict:
-    """Time ``spec['task']`` (infer, train) under ``spec['mode']``; an inference saves its T_rgb to ``spec['out']``."""
+    """Time ``spec['task']`` (infer, train) under ``spec['mode']``; an inference saves its ``T_pred_rgb`` (and
+    ``I_rgb``) to ``spec['out']``."""
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     if spec["malloc"] == "keep":
@@ -168,7 +169,7 @@ def measure(spec: dict) -> dict:
                   memory_kind="torch.cuda.max_memory_allocated" if cuda else "process peak RSS (VmHWM)",
                   threads=torch.get_num_threads(), load_after=load()[0] if load else None)
     if spec["task"] == "infer":
-        torch.save({"T_rgb": out["T_rgb"].float().cpu(), "I_rgb": I_rgb.cpu()}, spec["out"])
+        torch.save({"T_pred_rgb": out["T_pred_rgb"].float().cpu(), "I_rgb": I_rgb.cpu()}, spec["out"])
     else:
         result["first_loss_G"] = losses[0] if losses else None
     return result

@@ -75,7 +75,7 @@ def measure_photo(path: Path, nets: dict, args, device, precision, folder: Path)
     for net_name, net in nets.items():
         with torch.inference_mode():
             out = separate_tiled(net, I_rgb, I_raw, args.tile, args.tile_overlap, device, precision, True)
-        reference = rgb_u8 if net_name == "identity" else to_uint8(out["T_rgb"])
+        reference = rgb_u8 if net_name == "identity" else to_uint8(out["T_pred_rgb"])
         for mode in RAW_MOSAIC_MODES:
             start = time.perf_counter()
             mosaic = reflection_free_mosaic(raw, I_rgb, out, mode, source.render_matrix)

@@ -216,7 +216,7 @@ def measure_image(set_name: str, item: dict, net, args, device, precision) -> li
         start = time.perf_counter()
         out = separate_tiled(net, I_rgb, I_raw, tile, args.tile_overlap, device, precision, True)
         synchronize(device)
-        record(mode, out["T_rgb"], time.perf_counter() - start, peak_rss_gib())
+        record(mode, out["T_pred_rgb"], time.perf_counter() - start, peak_rss_gib())
 
     with torch.inference_mode():
         if "whole" in args.modes and h * w <= args.whole_max_megapixels * 1e6:
@@ -235,9 +235,9 @@ def measure_image(set_name: str, item: dict, net, args, device, precision) -> li
                     for radius in args.guide_radius:
                         for eps in args.guide_eps:
                             start = time.perf_counter()
-                            out = upsample_separation(I_rgb, I_raw, work, radius, eps, representation, ("T_rgb",))
+                            out = upsample_separation(I_rgb, I_raw, work, radius, eps, representation, ("T_pred_rgb",))
                             seconds = network_seconds + time.perf_counter() - start
-                            record(f"{label} {representation} r{radius} eps{eps:g}", out["T_rgb"], seconds,
+                            record(f"{label} {representation} r{radius} eps{eps:g}", out["T_pred_rgb"], seconds,
                                    peak_rss_gib(), working_size=f"{size[1]}x{size[0]}", representation=representation,
                                    radius=radius, eps=eps, network_seconds=round(network_seconds, 3))
     reference = next((mode for mode in ("whole", "tiled") if mode in results), None)

@@ -22,11 +22,11 @@ class ShiftModel:
 
     def test(self):
         I_rgb = self.input["I_rgb"]
-        T_rgb = (I_rgb + self.shift).clamp(0, 1)
-        visuals = {"I_rgb": I_rgb, "T_rgb": T_rgb, "R_rgb": (I_rgb - T_rgb).clamp(0, 1)}
-        for key in ("T_rgb", "R_rgb"):
+        T_pred_rgb = (I_rgb + self.shift).clamp(0, 1)
+        visuals = {"I_rgb": I_rgb, "T_pred_rgb": T_pred_rgb, "R_pred_rgb": (I_rgb - T_pred_rgb).clamp(0, 1)}
+        for key in ("T_rgb", "R_rgb"):  # ground truth under the batch's names, as RAWRRModel.test()
             if key in self.input:
-                visuals[f"{key[0]}_gt_rgb"] = self.input[key]
+                visuals[key] = self.input[key]
         return visuals
 
 

@@ -47,11 +47,11 @@ def test_forward_shapes_and_residual_identity():
     for p in net.parameters():
         torch.nn.init.zeros_(p)
     I_rgb, I_raw = torch.rand(2, 3, 32, 48), torch.rand(2, 4, 16, 24)
-    (R_rgb, T_rgb), (R_raw, T_raw) = net(I_rgb, I_raw)
-    assert R_rgb.shape == T_rgb.shape == I_rgb.shape and R_raw.shape == T_raw.shape == I_raw.shape
+    (R_pred_rgb, T_pred_rgb), (R_pred_raw, T_pred_raw) = net(I_rgb, I_raw)
+    assert R_pred_rgb.shape == T_pred_rgb.shape == I_rgb.shape and R_pred_raw.shape == T_pred_raw.shape == I_raw.shape
     # with all weights zero every output is its input (each head adds its input back)
-    torch.testing.assert_close(T_rgb, I_rgb)
-    torch.testing.assert_close(R_raw, I_raw)
+    torch.testing.assert_close(T_pred_rgb, I_rgb)
+    torch.testing.assert_close(R_pred_raw, I_raw)
 
 
 @pytest.mark.parametrize("wrap", ["bare", "params", "state_dict", "module"])

@@ -27,10 +27,10 @@ SEED = 0
 # With the training init N(0, 0.02) a width-8 network hardly changes its input (rms 0.002), which would make any
 # precision look exact. N(0, 0.05) makes it change its input by rms ~0.16, like a trained network's correction.
 INIT_GAIN = 0.05
-MIN_PSNR_DB = 30.0  # reduced precision vs fp32 on T_rgb, data range 1
+MIN_PSNR_DB = 30.0  # reduced precision vs fp32 on T_pred_rgb, data range 1
 MAX_REL_ERROR = 0.05  # rms(T - T_fp32) / rms(T_fp32 - I): the precision noise relative to the network's correction
 CHANNELS_LAST_ATOL = 1e-5
-OUTPUT_KEYS = ("T_rgb", "R_rgb", "T_raw", "R_raw")
+OUTPUT_KEYS = ("T_pred_rgb", "R_pred_rgb", "T_pred_raw", "R_pred_raw")
 
 
 def smooth_image(channels, h, w, generator):
@@ -83,13 +83,13 @@ def test_reduced_precision_is_close_to_fp32(precision, net, inputs, fp32_out):
     for k in OUTPUT_KEYS:
         assert out[k].dtype == torch.float32 and out[k].shape == fp32_out[k].shape
         assert torch.isfinite(out[k]).all(), k
-    change = float(((fp32_out["T_rgb"] - I_rgb) ** 2).mean().sqrt())
+    change = float(((fp32_out["T_pred_rgb"] - I_rgb) ** 2).mean().sqrt())
     assert change > 0.05, "the test network must really change its input, or every precision looks exact"
-    error = float(((out["T_rgb"] - fp32_out["T_rgb"]) ** 2).mean().sqrt())
+    error = float(((out["T_pred_rgb"] - fp32_out["T_pred_rgb"]) ** 2).mean().sqrt())
     assert error > 0, f"{precision} gave exactly the fp32 result: autocast did not run"
-    assert psnr_db(out["T_rgb"], fp32_out["T_rgb"]) > MIN_PSNR_DB
+    assert psnr_db(out["T_pred_rgb"], fp32_out["T_pred_rgb"]) > MIN_PSNR_DB
     assert error / change < MAX_REL_ERROR
-    assert psnr_db(out["R_rgb"], fp32_out["R_rgb"]) > MIN_PSNR_DB
+    assert psnr_db(out["R_pred_rgb"], fp32_out["R_pred_rgb"]) > MIN_PSNR_DB
 
 
 def test_channels_last_matches_nchw_in_fp32(net, inputs, fp32_out):

@@ -56,8 +56,8 @@ class GainNet(torch.nn.Module):
 
     def forward(self, I_rgb, I_raw):
         linear = srgb_decode(I_rgb)
-        T_rgb, R_rgb = srgb_encode(self.gain * linear), srgb_encode((1 - self.gain) * linear)
-        return (R_rgb, T_rgb), ((1 - self.gain) * I_raw, self.gain * I_raw)
+        T_pred_rgb, R_pred_rgb = srgb_encode(self.gain * linear), srgb_encode((1 - self.gain) * linear)
+        return (R_pred_rgb, T_pred_rgb), ((1 - self.gain) * I_raw, self.gain * I_raw)
 
 
 def run(inputs, out, *flags, net):

@@ -167,7 +167,12 @@ def test_one_step_updates_g_and_d_with_finite_losses(setup, tmp_path):
     assert_same_tensors(trainer.perceptual.state_dict(), vgg0)  # the VGG is frozen
     assert trainer.scheduler_G.last_epoch == 1 and trainer.learning_rate() == pytest.approx(1e-4)
     visuals = trainer.get_current_visuals()
-    assert visuals["T_rgb"].shape == (3, 64, 64) and visuals["T_raw"].shape == (4, 32, 32)
+    assert visuals["T_pred_rgb"].shape == (3, 64, 64) and visuals["T_pred_raw"].shape == (4, 32, 32)
+    assert torch.equal(visuals["T_rgb"], batch["T_rgb"][0].clamp(0, 1))  # the ground truth under the batch's name
+    # the dashboard keeps its names: T_rgb is the prediction there, T_gt_rgb the ground truth
+    shown = trainer.display_visuals()
+    assert list(shown) == ["I_rgb", "T_rgb", "T_gt_rgb", "R_rgb", "R_gt_rgb", "I_raw", "T_raw", "T_gt_raw"]
+    assert torch.equal(shown["T_rgb"], visuals["T_pred_rgb"]) and torch.equal(shown["T_gt_raw"], visuals["T_raw"])
 
 
 def test_r_losses_are_masked_per_sample(setup, tmp_path):
@@ -176,8 +181,8 @@ def test_r_losses_are_masked_per_sample(setup, tmp_path):
     trainer.set_input(batch)
     _, _, full = trainer.compute_losses()
     out = trainer.output
-    per_sample_mse = ((out["R_rgb"].float() - batch["R_rgb"]) ** 2).flatten(1).mean(1)
-    per_sample_l1 = (out["R_raw"].float() - batch["R_raw"]).abs().flatten(1).mean(1)
+    per_sample_mse = ((out["R_pred_rgb"].float() - batch["R_rgb"]) ** 2).flatten(1).mean(1)
+    per_sample_l1 = (out["R_pred_raw"].float() - batch["R_raw"]).abs().flatten(1).mean(1)
     assert full["G_MSE_R"].item() == pytest.approx(per_sample_mse.mean().item(), rel=1e-5)
     # the second sample without R: its R terms leave the loss, the first sample's stay
     batch = dict(batch, has_R=torch.tensor([True, False]))
@@ -243,8 +248,8 @@ def test_exclusion_and_real_pixel_weight_enter_the_generator_loss(setup, tmp_pat
     torch.manual_seed(0)
     _, _, plain = trainer.compute_losses()
     out = trainer.output
-    per_sample_mse = ((out["T_rgb"].float() - batch["T_rgb"]) ** 2).flatten(1).mean(1)
-    per_sample_l1 = (out["T_raw"].float() - batch["T_raw"]).abs().flatten(1).mean(1)
+    per_sample_mse = ((out["T_pred_rgb"].float() - batch["T_rgb"]) ** 2).flatten(1).mean(1)
+    per_sample_l1 = (out["T_pred_raw"].float() - batch["T_raw"]).abs().flatten(1).mean(1)
     assert plain["G_excl"].item() > 0
     # lambda_exclusion adds its weighted term to G, nothing else changes
     trainer.opt.lambda_exclusion = 0.5

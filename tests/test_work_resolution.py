@@ -59,8 +59,8 @@ class ConstantGainNet(torch.nn.Module):
 
     def forward(self, I_rgb, I_raw):
         linear = srgb_decode(I_rgb)
-        T_rgb, R_rgb = srgb_encode(self.gain * linear), srgb_encode((1 - self.gain) * linear)
-        return (R_rgb, T_rgb), ((1 - self.gain) * I_raw, self.gain * I_raw)
+        T_pred_rgb, R_pred_rgb = srgb_encode(self.gain * linear), srgb_encode((1 - self.gain) * linear)
+        return (R_pred_rgb, T_pred_rgb), ((1 - self.gain) * I_raw, self.gain * I_raw)
 
 
 def photo(h=96, w=128, seed=0, texture=0.08):
@@ -139,16 +139,16 @@ def test_identity_network_returns_the_input():
     mp = quarter_megapixels(96, 128)
     assert work_size(96, 128, mp) == (48, 64)
     out = separate_at_work_resolution(IdentityNet(), I_rgb, I_raw, mp, precision="fp32", tile=0)
-    assert out["T_rgb"].shape == I_rgb.shape and out["T_raw"].shape == I_raw.shape
-    diff = np.abs(to_uint8(out["T_rgb"]).astype(int) - to_uint8(I_rgb).astype(int))
+    assert out["T_pred_rgb"].shape == I_rgb.shape and out["T_pred_raw"].shape == I_raw.shape
+    diff = np.abs(to_uint8(out["T_pred_rgb"]).astype(int) - to_uint8(I_rgb).astype(int))
     assert diff.max() <= 1  # within 8-bit quantisation, detail finer than the working resolution included
-    assert torch.all(out["R_rgb"] == 0) and torch.all(out["R_raw"] == 0)
-    torch.testing.assert_close(out["T_raw"], I_raw.clamp(0, 1))
+    assert torch.all(out["R_pred_rgb"] == 0) and torch.all(out["R_pred_raw"] == 0)
+    torch.testing.assert_close(out["T_pred_raw"], I_raw.clamp(0, 1))
     for representation in ("gain", "difference"):  # both carry "nothing removed" exactly
         out = separate_at_work_resolution(IdentityNet(), I_rgb, I_raw, mp, precision="fp32", tile=0,
-                                          representation=representation, keys=("T_rgb",))
-        assert list(out) == ["T_rgb"]
-        assert np.abs(to_uint8(out["T_rgb"]).astype(int) - to_uint8(I_rgb).astype(int)).max() <= 1, representation
+                                          representation=representation, keys=("T_pred_rgb",))
+        assert list(out) == ["T_pred_rgb"]
+        assert np.abs(to_uint8(out["T_pred_rgb"]).astype(int) - to_uint8(I_rgb).astype(int)).max() <= 1, representation
 
 
 def test_constant_gain_is_carried_to_full_resolution_exactly():
@@ -156,10 +156,10 @@ def test_constant_gain_is_carried_to_full_resolution_exactly():
     out = separate_at_work_resolution(ConstantGainNet(GAIN), I_rgb, I_raw, quarter_megapixels(96, 128),
                                       precision="fp32", tile=0)
     linear = srgb_decode(I_rgb)
-    torch.testing.assert_close(out["T_rgb"], srgb_encode(GAIN * linear), atol=1e-4, rtol=0)
-    torch.testing.assert_close(out["R_rgb"], srgb_encode((1 - GAIN) * linear), atol=1e-4, rtol=0)
-    torch.testing.assert_close(out["T_raw"], GAIN * I_raw.clamp(0, 1), atol=1e-5, rtol=0)
-    torch.testing.assert_close(out["R_raw"], (1 - GAIN) * I_raw.clamp(0, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["T_pred_rgb"], srgb_encode(GAIN * linear), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out["R_pred_rgb"], srgb_encode((1 - GAIN) * linear), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out["T_pred_raw"], GAIN * I_raw.clamp(0, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["R_pred_raw"], (1 - GAIN) * I_raw.clamp(0, 1), atol=1e-5, rtol=0)
 
 
 def test_every_representation_runs_and_bands_are_seamless():
@@ -191,7 +191,7 @@ def test_working_image_in_fitted_tiles_matches_it_whole():
         tiled = separate_at_work_resolution(net, I_rgb, I_raw, mp, tile=96, overlap=32,
                                             progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (4, 4)
-    for key in ("T_rgb", "R_rgb"):
+    for key in ("T_pred_rgb", "R_pred_rgb"):
         assert psnr(to_uint8(whole[key]), to_uint8(tiled[key])) >= 40, key
 
 

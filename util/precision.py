@@ -55,3 +55,12 @@ def to_memory_format(x, channels_last: bool):
     if isinstance(x, torch.nn.Module):
         return x.to(memory_format=fmt)
     return x.contiguous(memory_format=fmt) if x.dim() == 4 else x
+
+
+def maybe_compile(net: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """``torch.compile(net)`` when ``enabled`` (``--compile``), else ``net`` itself.
+
+    The compiled module shares ``net``'s parameters, so weights loaded into ``net`` later are used. Its first call
+    per input size compiles (tens of seconds to minutes on a CPU): it pays off over many images of one size.
+    """
+    return torch.compile(net) if enabled else net
