@@ -34,11 +34,10 @@ import torch
 
 from models.cr3net import SIZE_MULTIPLE
 from options.base_options import DEFAULT_NGF, DEFAULT_NUM_CAB
-from scripts.benchmark_mode import MODES_HELP, RESULT_TAG, parse_mode, train_options
+from scripts.benchmark_mode import MODES_HELP, RESULT_TAG, compare_outputs, parse_mode, train_options
 from util.errors import UserError, run_cli
-from util.image_io import to_uint8
 from util.measure import cpu_name
-from util.metrics import json_safe, psnr
+from util.metrics import json_safe
 from util.precision import cpu_has_native_bf16, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +46,7 @@ DEFAULTS = {"ngf": DEFAULT_NGF, "num_cab": DEFAULT_NUM_CAB, "size": "448x640", "
 QUICK = {"ngf": 16, "num_cab": 2, "size": "64x96", "train_size": "64"}  # --quick: a smoke run, well under a minute
 DEFAULT_BATCH, DEFAULT_WARMUP, DEFAULT_REPEATS, DEFAULT_SEED = 2, 1, 3, 0
 DEFAULT_BUDGET_S, DEFAULT_TIMEOUT_S = 180.0, 600.0  # per mode: no new timed run after; the process is killed after
-BASELINE = "fp32"  # plain NCHW float32: upstream's path
+BASELINE = "fp32"  # plain NCHW float32 (--baseline upstream: also without the allocator setup)
 DEFAULT_MODES = ("fp32", "fp32+cl", "bf16+cl", "auto")
 DEFAULT_MODES_CUDA = ("fp32", "fp32+cl", "bf16+cl", "fp16+cl", "auto")
 # the table's columns after mode, precision and seconds: (head, result or accuracy key, format)
@@ -93,22 +92,9 @@ def run_mode(spec: dict, folder: Path, timeout: float) -> dict:
     return dict(json.loads(last[len(RESULT_TAG):]), status="ok", wall_s=wall, output=output)
 
 
-def compare_outputs(path: str, baseline_path: str) -> dict:
-    """Accuracy of one mode's T_pred_rgb against the fp32 baseline's: float PSNR (range 1), 8-bit PSNR, max |diff|."""
-    out, ref = torch.load(path, weights_only=True), torch.load(baseline_path, weights_only=True)
-    T, T_ref = out["T_pred_rgb"].double(), ref["T_pred_rgb"].double()
-    mse = float(((T - T_ref) ** 2).mean())
-    change = float(((T_ref - ref["I_rgb"].double().clamp(0, 1)) ** 2).mean().sqrt())
-    return {"psnr_db": 10 * math.log10(1 / mse) if mse > 0 else math.inf,  # data range 1 (sRGB [0, 1])
-            "psnr_u8_db": psnr(to_uint8(T_ref[0].float()), to_uint8(T[0].float())),
-            "max_abs_diff": float((T - T_ref).abs().max()), "identical": mse == 0,
-            "rel_error": math.sqrt(mse) / change if change else math.nan, "finite": bool(torch.isfinite(T).all()),
-            "net_change_rms": change}
-
-
-def finish(task: str, results: dict[str, dict], timeout: float) -> None:
+def finish(task: str, results: dict[str, dict], timeout: float, baseline: str = BASELINE) -> None:
     """Medians, speed-ups over the baseline, accuracy and training-loss differences against it (in place)."""
-    base = results.get(BASELINE)
+    base = results.get(baseline)
     if base is None:
         return
     base_s = statistics.median(base["seconds"]) if base["status"] == "ok" else None
@@ -171,7 +157,8 @@ def build_parser(defaults: dict = DEFAULTS) -> argparse.ArgumentParser:
                    help="seconds after which a mode's subprocess is killed and reported as slower than this")
     p.add_argument("--modes", nargs="+", default=argparse.SUPPRESS,
                    help=f"modes to measure (default: {' '.join(DEFAULT_MODES)}; on CUDA: "
-                   f"{' '.join(DEFAULT_MODES_CUDA)}); the {BASELINE} baseline is always measured first")
+                   f"{' '.join(DEFAULT_MODES_CUDA)}); the baseline is always measured first")
+    p.add_argument("--baseline", default=BASELINE, help="the 1.00 reference mode; upstream = fp32, NCHW, glibc malloc")
     p.add_argument("--skip_train", action="store_true", help="measure inference only")
     p.add_argument("--skip_infer", action="store_true", help="measure training only")
     p.add_argument("--weights", default="", help="generator weights (.pth) instead of random ones (--ngf must match)")
@@ -224,12 +211,12 @@ def print_report(report: dict, spec: dict, timeout: float) -> None:
         for step in sorted({r["train_step"] for r in report[task].values() if r.get("train_step")}):
             print(f"  timed: {step}")
         print()
-    infer = report.get("infer", {})
-    if infer.get(BASELINE, {}).get("status") == "ok":
+    infer, base = report.get("infer", {}), report["settings"]["baseline"]
+    if infer.get(base, {}).get("status") == "ok":
         change = next((r["accuracy"]["net_change_rms"] for r in infer.values() if "accuracy" in r), None)
-        print(f"speed-up = {BASELINE} s / mode s (same run); PSNR of T_rgb against {BASELINE}'s, data range 1 (8-bit: "
-              f"as test.py saves); rel err = rms(T - T_{BASELINE}) / rms(T_{BASELINE} - I) where the network changes "
-              f"its input by rms {_fmt(change, '.4f')}; peak MiB: {infer[BASELINE].get('memory_kind')}, "
+        print(f"speed-up = {base} s / mode s (same run); PSNR of T_rgb against {base}'s, data range 1 (8-bit: "
+              f"as test.py saves); rel err = rms(T - T_{base}) / rms(T_{base} - I) where the network changes "
+              f"its input by rms {_fmt(change, '.4f')}; peak MiB: {infer[base].get('memory_kind')}, "
               "+MiB its rise during the runs")
     if report.get("interrupted"):
         print(f"INTERRUPTED ({report['interrupted']}): the modes not listed above were not measured")
@@ -242,7 +229,7 @@ def main(argv=None) -> dict:
     spec = resolve_args(args)
     device = torch.device(args.device)
     names = list(getattr(args, "modes", DEFAULT_MODES_CUDA if device.type == "cuda" else DEFAULT_MODES))
-    names = [BASELINE] + [n for n in dict.fromkeys(names) if n != BASELINE]
+    names = [args.baseline] + [n for n in dict.fromkeys(names) if n != args.baseline]
     modes = {n: parse_mode(n) for n in names}
     tasks = [task for task, skip in (("infer", args.skip_infer), ("train", args.skip_train)) if not skip]
     if not tasks:
@@ -259,8 +246,8 @@ def main(argv=None) -> dict:
     print(f"ngf {spec['ngf']}, num_cab {spec['num_cab']}, {weights}; inference RGB {h}x{w} batch 1; training RGB "
           f"{th}x{tw} batch {spec['batch']}; warmup {spec['warmup']}, repeats {spec['repeats']} (budget "
           f"{spec['budget']:.0f} s, timeout {args.timeout:.0f} s per mode)", flush=True)
-    report = {"environment": env, "settings": {**spec, "modes": names, "baseline": BASELINE, "timeout": args.timeout},
-              "modes": {n: asdict(m) for n, m in modes.items()}}
+    settings = {**spec, "modes": names, "baseline": args.baseline, "timeout": args.timeout}
+    report = {"environment": env, "settings": settings, "modes": {n: asdict(m) for n, m in modes.items()}}
     previous = signal.signal(signal.SIGTERM, _stop)
     with tempfile.TemporaryDirectory(prefix="cr3net_bench_") as tmp:  # the inference outputs, compared at the end
         try:
@@ -275,13 +262,13 @@ def main(argv=None) -> dict:
                              if r["status"] == "ok" else f"{r['status']}: {r['error']}")
                     print(f"  [{task}] {name}: {shown} ({r['wall_s']:.0f} s wall)", flush=True)
                     if args.json:  # a run stopped later still leaves this much behind
-                        finish(task, results, args.timeout)
+                        finish(task, results, args.timeout, args.baseline)
                         write_json(args.json, report)
-                finish(task, results, args.timeout)
+                finish(task, results, args.timeout, args.baseline)
         except KeyboardInterrupt as err:
             report["interrupted"] = str(err) or type(err).__name__
             for task in (t for t in tasks if t in report):
-                finish(task, report[task], args.timeout)
+                finish(task, report[task], args.timeout, args.baseline)
         finally:
             signal.signal(signal.SIGTERM, previous)
     print_report(report, spec, args.timeout)

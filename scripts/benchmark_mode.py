@@ -11,6 +11,7 @@ mixtures of the photos that scikit-image ships (those of scripts/make_demo_datas
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import sys
@@ -30,11 +31,13 @@ from options.train_options import TrainOptions
 from scripts.make_demo_dataset import DEMO_PHOTOS, skimage_data_dir
 from util.allocator import keep_buffers_mapped
 from util.errors import UserError
+from util.image_io import to_uint8
 from util.measure import peak_rss_kib, status_kib, timed
+from util.metrics import psnr
 from util.precision import PRECISIONS, to_memory_format
 
-MODE_ALIASES = {"auto": "auto+cl", "compile": "auto+cl+compile"}
-MODE_FLAGS = ("cl", "compile", "jit", "nograd")  # Mode's fields after the precision, in order
+MODE_ALIASES = {"auto": "auto+cl", "compile": "auto+cl+compile", "upstream": "fp32+glibc"}
+MODE_FLAGS = ("cl", "compile", "jit", "nograd", "glibc")  # Mode's fields after the precision, in order
 SCENE_SEED = 0  # the photos, crops and mixing of the measured images (the same whatever the weights' seed)
 TRAIN_STEP = "RAWRRTrainer.optimize_parameters (G and D; MSE T/R + {} perceptual + LSGAN + RAW L1; Adam)"
 RESULT_TAG = "BENCHMARK_RESULT "  # the last line of output: this tag, then the result as JSON
@@ -42,8 +45,11 @@ KIB = 1024
 MODES_HELP = (
     "A mode is '+'-joined tokens: one precision (fp32 bf16 fp16 auto; default fp32), cl = channels_last, compile = "
     "torch.compile (first call reported apart), jit = torch.jit trace+freeze+optimize_for_inference (fp32 "
-    "inference), nograd = torch.no_grad instead of inference_mode. 'auto' means auto+cl, 'compile' auto+cl+compile. "
-    "Each mode runs in a fresh subprocess. Speed-up = fp32 seconds / mode seconds; PSNR of T_rgb against fp32's."
+    "inference), nograd = torch.no_grad instead of inference_mode, glibc = glibc malloc's default behaviour whatever "
+    "--malloc says. 'auto' means auto+cl, 'compile' auto+cl+compile, 'upstream' fp32+glibc (upstream's path: fp32, "
+    "NCHW, no allocator change). "
+    "Each mode runs in a fresh subprocess. Speed-up = baseline seconds / mode seconds (--baseline, default fp32); "
+    "PSNR of T_rgb against the baseline's."
 )
 
 
@@ -57,6 +63,7 @@ class Mode:
     compile: bool = False
     jit: bool = False
     nograd: bool = False
+    glibc: bool = False  # glibc malloc's default behaviour (no util.allocator setup) whatever --malloc says
 
 
 def parse_mode(name: str) -> Mode:
@@ -119,9 +126,9 @@ def measure(spec: dict) -> dict:
     ``I_rgb``) to ``spec['out']``."""
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
-    if spec["malloc"] == "keep":
-        keep_buffers_mapped()
     mode = parse_mode(spec["mode"])
+    if spec["malloc"] == "keep" and not mode.glibc:
+        keep_buffers_mapped()
     opt = train_options(spec, mode)
     torch.manual_seed(opt.seed)
     model = create_model(opt)
@@ -179,3 +186,16 @@ if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].startswith("{"):
         sys.exit(__doc__)  # an internal command of scripts/benchmark.py: no flags
     print(RESULT_TAG + json.dumps(measure(json.loads(sys.argv[1]))), flush=True)
+
+
+def compare_outputs(path: str, baseline_path: str) -> dict:
+    """Accuracy of one mode's T_pred_rgb against the baseline's: float PSNR (range 1), 8-bit PSNR, max |diff|."""
+    out, ref = torch.load(path, weights_only=True), torch.load(baseline_path, weights_only=True)
+    T, T_ref = out["T_pred_rgb"].double(), ref["T_pred_rgb"].double()
+    mse = float(((T - T_ref) ** 2).mean())
+    change = float(((T_ref - ref["I_rgb"].double().clamp(0, 1)) ** 2).mean().sqrt())
+    return {"psnr_db": 10 * math.log10(1 / mse) if mse > 0 else math.inf,  # data range 1 (sRGB [0, 1])
+            "psnr_u8_db": psnr(to_uint8(T_ref[0].float()), to_uint8(T[0].float())),
+            "max_abs_diff": float((T - T_ref).abs().max()), "identical": mse == 0,
+            "rel_error": math.sqrt(mse) / change if change else math.nan, "finite": bool(torch.isfinite(T).all()),
+            "net_change_rms": change}

@@ -206,6 +206,20 @@ def test_benchmark_mode_names():
             benchmark_mode.parse_mode(bad)
 
 
+def test_upstream_baseline_is_fp32_nchw_without_the_allocator_setup(monkeypatch, tmp_path):
+    """--baseline upstream: fp32, NCHW, glibc's malloc untouched (the other modes keep large buffers mapped)."""
+    assert benchmark_mode.parse_mode("upstream") == benchmark_mode.Mode("upstream", glibc=True)
+    calls = []
+    monkeypatch.setattr(benchmark_mode, "keep_buffers_mapped", lambda: calls.append(True))
+    spec = benchmark.resolve_args(benchmark.build_parser().parse_args(
+        ["--device", "cpu", "--ngf", "8", "--num_cab", "1", "--size", "32x48", "--repeats", "1", "--warmup", "0"]))
+    for mode in ("upstream", "fp32"):
+        benchmark_mode.measure(dict(spec, task="infer", mode=mode, out=str(tmp_path / f"{mode}.pt")))
+    assert calls == [True]  # fp32 only
+    accuracy = benchmark_mode.compare_outputs(str(tmp_path / "fp32.pt"), str(tmp_path / "upstream.pt"))
+    assert accuracy["identical"]
+
+
 def test_benchmark_sizes():
     assert benchmark.parse_size("448x640", "--size") == (448, 640)
     assert benchmark.parse_size("256", "--train_size") == (256, 256)
