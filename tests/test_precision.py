@@ -277,3 +277,17 @@ def test_benchmark_runs_end_to_end(tmp_path):
     assert infer["fp32+cl"]["accuracy"]["max_abs_diff"] < CHANNELS_LAST_ATOL
     assert infer["auto"]["precision"] == resolve_precision("auto", "cpu")
     assert report["environment"]["cpu_native_bf16"] == cpu_has_native_bf16()
+
+
+def test_whole_process_benchmark_reports_cpu_times_against_upstream(tmp_path):
+    """scripts/benchmark_process.py: one test.py process per mode, upstream's path first as the 1.00 reference."""
+    from scripts import benchmark_process
+
+    report = benchmark_process.main(["--num", "1", "--size", "64x96", "--ngf", "8", "--num_cab", "1",
+                                     "--modes", "auto", "fp32", "--json", str(tmp_path / "p.json")])
+    assert list(report["modes"]) == ["upstream", "auto", "fp32"]
+    for name, r in report["modes"].items():
+        assert r["wall_s"] > 0 and r["user_s"] > 0 and r["sys_s"] >= 0, name
+    assert report["modes"]["upstream"]["speedup"] == 1.0
+    assert report["modes"]["fp32"]["worst_psnr_vs_upstream_db"] > 60  # the same arithmetic, allocator aside
+    assert json.loads((tmp_path / "p.json").read_text())["modes"]["auto"]["worst_psnr_vs_upstream_db"] > 30
