@@ -21,6 +21,8 @@ S_RES = 16  # channels added in the RGB-stage residual groups
 NUM_CAB = 8  # DCABs per residual group
 KERNEL_SIZE = 3
 CA_REDUCTION = 4
+LOW_PRECISION = (torch.bfloat16, torch.float16)  # spatial_mean's GEMM path and DCAB's fused residual
+CHANNELS_LAST = torch.channels_last
 # The forward pass downsamples the packed RAW (H/2) twice more: H and W must be multiples of this.
 SIZE_MULTIPLE = 8
 
@@ -59,7 +61,27 @@ class CALayer(nn.Module):
         )
 
     def forward(self, x):
-        return x * self.conv_du(x.mean(dim=(2, 3), keepdim=True))
+        return x * self.conv_du(spatial_mean(x))
+
+
+def _fast_cpu_path(x: torch.Tensor) -> bool:
+    """True for a bf16/fp16 channels_last tensor on the CPU, where :func:`spatial_mean` and DCAB take faster ops."""
+    return x.device.type == "cpu" and x.dtype in LOW_PRECISION and x.is_contiguous(memory_format=CHANNELS_LAST)
+
+
+def spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x.mean(dim=(2, 3), keepdim=True)`` of (B, C, H, W) ``x``, as (B, C, 1, 1).
+
+    For a bf16/fp16 channels_last tensor on the CPU the sum is a batched matrix product with a row of ones (a GEMM,
+    accumulated in fp32): PyTorch's own bf16 mean over H and W is not vectorised there and took 18 % of a 448x640
+    inference (28.6 ms against 3.8 ms for a 64x448x640 map, equally accurate). Other tensors take ``mean``.
+    """
+    b, c, h, w = x.shape
+    if not _fast_cpu_path(x):
+        return x.mean(dim=(2, 3), keepdim=True)
+    rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view of the channels_last memory
+    total = torch.bmm(x.new_ones((b, 1, h * w)), rows)
+    return (total.float() / (h * w)).to(x.dtype).reshape(b, c, 1, 1)
 
 
 class DCAB(nn.Module):
@@ -79,7 +101,10 @@ class DCAB(nn.Module):
         self.CA = CALayer(channels)
 
     def forward(self, x):
-        return self.CA(self.body(x)) + x
+        y = self.body(x)
+        if _fast_cpu_path(y):  # CA(y) + x in one pass over memory (bf16/fp16 on the CPU); fp32 keeps upstream's order
+            return torch.addcmul(x, y, self.CA.conv_du(spatial_mean(y)))
+        return self.CA(y) + x
 
 
 class DownSample(nn.Module):

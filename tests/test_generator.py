@@ -115,3 +115,22 @@ def test_untrusted_and_broken_checkpoints_never_suggest_weights_only_false(tmp_p
             load_state_dict_file(tmp_path / name)
         message = str(info.value)
         assert "weights_only" not in message and "\n" not in message and "\x1b" not in message, message
+
+
+def test_cpu_low_precision_fast_path_matches_the_plain_ops():
+    """bf16 channels_last on the CPU: spatial_mean (a GEMM) and DCAB's fused residual agree with mean / CA(y) + x."""
+    from models.cr3net import DCAB, spatial_mean
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 24, 40)
+    low = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(spatial_mean(low).float(), x.mean((2, 3), keepdim=True), atol=2e-3, rtol=1e-2)
+    assert torch.equal(spatial_mean(x), x.mean((2, 3), keepdim=True))  # fp32 takes mean itself
+    block = DCAB(16, torch.nn.PReLU()).eval().to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        reference = block.CA(block.body(low.float())) + low.float()
+        with torch.autocast("cpu", torch.bfloat16):
+            fast = block(low)  # inside the network a block's input is the bf16 output of a convolution
+        assert fast.dtype == torch.bfloat16
+        assert torch.allclose(fast.float(), reference, atol=0.05, rtol=0.05)
+        assert torch.equal(block(x), block.CA(block.body(x)) + x)  # fp32: upstream's order of operations
