@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
 from util.errors import UserError, run_cli
@@ -101,6 +100,8 @@ def load_numpy_pickle(fileobj):
 
 def _features_skeleton(arch: str) -> nn.Sequential:
     """torchvision ``<arch>().features`` with uninitialised CPU weights (built on the meta device: no init cost)."""
+    import torchvision.models  # here: importing it takes seconds, and only building a backbone needs it
+
     with torch.device("meta"):
         features = getattr(torchvision.models, arch)(weights=None).features
     return features.to_empty(device="cpu")

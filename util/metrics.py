@@ -12,7 +12,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import lpips
 import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -107,6 +106,8 @@ class LPIPS:
     def model(self) -> torch.nn.Module:
         """The ``lpips.LPIPS`` module (eval mode, on ``self.device``), built on first access."""
         if self._model is None:
+            import lpips  # here, not at module level: it imports torchvision's models (seconds), needed only now
+
             trunk = load_alexnet_features().state_dict()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*(pretrained|weight enum).*", category=UserWarning)
