@@ -31,15 +31,15 @@ import tarfile
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from data.splits import DEFAULT_HOLDOUT_EVERY, is_held_out
 from util.backbones import ALEXNET_FILE, VGG16_FILE, ensure_backbones
 from util.errors import UserError, run_cli
+from util.html_report import make_preview
+from util.image_io import RGB_EXTENSIONS, files_by_stem, read_rgb, write_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO.parent / "shared" / "data"
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 VGG_LAST_USED_LAYER = 6  # features[5] = conv2_1, features[6] = relu2_1: later parameters are never read
 WHEELS = ("rawpy==0.28.0", "lpips==0.1.4")
 GPU_PYTHON = "3.12"
@@ -47,53 +47,37 @@ MANYLINUX = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x
 JPEG_QUALITY = 90
 
 
-def shrink(image: Image.Image, long_side: int) -> Image.Image:
-    """``image`` scaled (Lanczos) so that its long side is at most ``long_side``; unchanged when already smaller."""
-    scale = long_side / max(image.size)
-    if scale >= 1:
-        return image
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
-
-
-def save_jpeg(image: Image.Image, path: Path) -> None:
-    """Write ``image`` as an RGB JPEG of quality :data:`JPEG_QUALITY` (creating the folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.convert("RGB").save(path, quality=JPEG_QUALITY)
-
-
 def pack_photos(src: Path, dst: Path, long_side: int, holdout_every: int) -> int:
     """The training photos of ``src`` (train.py's split of names relative to ``src``), shrunk, as JPEGs in ``dst``."""
     count = 0
     written: dict[Path, Path] = {}
-    for path in sorted(p for p in src.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES):
+    for path in sorted(p for p in src.rglob("*") if p.suffix.lower() in RGB_EXTENSIONS):
         if is_held_out(path.relative_to(src).as_posix(), holdout_every):
             continue
         target = (dst / path.relative_to(src)).with_suffix(".jpg")
         if target in written:
             raise UserError(f"{path} and {written[target]} would both become {target}: rename one")
         written[target] = path
-        with Image.open(path) as image:
-            save_jpeg(shrink(image, long_side), target)
+        write_rgb(target, make_preview(read_rgb(path), long_side), quality=JPEG_QUALITY)
         count += 1
     return count
 
 
 def pack_pairs(src: Path, dst: Path, long_side: int, holdout_every: int) -> int:
-    """Copy the training pairs (``blended/`` + ``transmission/`` by stem) shrunk by one factor per pair."""
+    """The training pairs (``blended/`` + ``transmission/``, paired by stem), both images shrunk alike, as JPEGs."""
+    blended = files_by_stem(src / "blended", RGB_EXTENSIONS, unique=True)
+    transmission = files_by_stem(src / "transmission", RGB_EXTENSIONS, unique=True)
     count = 0
-    for blended in sorted((src / "blended").iterdir()):
-        if is_held_out(blended.stem, holdout_every):
+    for stem, i_path in sorted(blended.items()):
+        if is_held_out(stem, holdout_every):
             continue
-        partners = sorted((src / "transmission").glob(blended.stem + ".*"))
-        if len(partners) != 1:
-            raise UserError(f"{blended}: expected one transmission/{blended.stem}.* partner, found {len(partners)}")
-        with Image.open(blended) as i_img, Image.open(partners[0]) as t_img:
-            if t_img.size != i_img.size:
-                raise UserError(f"{partners[0]}: size {t_img.size} differs from {blended}'s {i_img.size}")
-            small = shrink(i_img, long_side)
-            save_jpeg(small, dst / "blended" / f"{blended.stem}.jpg")
-            save_jpeg(t_img.resize(small.size, Image.Resampling.LANCZOS), dst / "transmission" / f"{blended.stem}.jpg")
+        if stem not in transmission:
+            raise UserError(f"{i_path}: no transmission/{stem}.* partner")
+        i_rgb, t_rgb = read_rgb(i_path), read_rgb(transmission[stem])
+        if i_rgb.shape != t_rgb.shape:
+            raise UserError(f"{transmission[stem]}: size {t_rgb.shape[:2]} differs from {i_path}'s {i_rgb.shape[:2]}")
+        for side, rgb in (("blended", i_rgb), ("transmission", t_rgb)):
+            write_rgb(dst / side / f"{stem}.jpg", make_preview(rgb, long_side), quality=JPEG_QUALITY)
         count += 1
     return count
 
