@@ -55,7 +55,7 @@ from models.work_resolution import check_work_resolution, separate_at_work_resol
 from options.base_options import add_compile_flag, add_work_resolution_flags, resolve_device
 from util.allocator import keep_buffers_mapped
 from util.dng import check_dng_writer, read_source_metadata
-from util.errors import FileSystemError, UserError, file_system_error, run_cli, unwrap_worker_error
+from util.errors import FileSystemError, UserError, exit_fast, file_system_error, run_cli, unwrap_worker_error
 from util.files import link_problem
 from util.html_report import make_preview, write_before_after
 from util.image_io import RGB_EXTENSIONS, files_by_stem, to_uint8, to_uint16, write_rgb, write_rgb16
@@ -410,4 +410,4 @@ def main(argv=None, net=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_fast(run_cli(main))

@@ -28,7 +28,7 @@ from models import create_model
 from models.evaluation import METRIC_COLUMNS, evaluate, mean_metrics
 from options.test_options import TestOptions
 from util.allocator import keep_buffers_mapped
-from util.errors import UserError, file_system_error, run_cli, unwrap_worker_error
+from util.errors import UserError, exit_fast, file_system_error, run_cli, unwrap_worker_error
 from util.files import atomic_write_text
 from util.html_report import write_report
 from util.image_io import write_rgb
@@ -184,4 +184,5 @@ def print_summary(means: dict, n: int, out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main)  # main returns the means (for callers in Python), not an exit status
+    exit_fast(0)

@@ -69,6 +69,75 @@ def _fast_cpu_path(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in LOW_PRECISION and x.is_contiguous(memory_format=CHANNELS_LAST)
 
 
+def _fused_inference_path(x: torch.Tensor) -> bool:
+    """True where :func:`run_fused` replaces convolution + activation (and + residual) by single oneDNN calls: a
+    bf16 channels_last CPU tensor, no autograd (inference, validation), and a PyTorch built with oneDNN's fused ops."""
+    return (x.dtype == torch.bfloat16 and not torch.is_grad_enabled() and _fast_cpu_path(x)
+            and _MKLDNN_POINTWISE is not None)
+
+
+def _mkldnn_pointwise():
+    try:
+        return torch.ops.mkldnn._convolution_pointwise if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):  # a build without oneDNN's fused convolutions
+        return None
+
+
+_MKLDNN_POINTWISE = _mkldnn_pointwise()
+
+
+def _conv_args(conv_module: nn.Conv2d, dtype):
+    bias = None if conv_module.bias is None else conv_module.bias.to(dtype)
+    return (conv_module.weight.to(dtype), bias, list(conv_module.padding), list(conv_module.stride),
+            list(conv_module.dilation), conv_module.groups)
+
+
+def fused_conv(x: torch.Tensor, conv_module: nn.Conv2d, act: nn.Module | None = None,
+               residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``act(conv_module(x))`` or ``conv_module(x) + residual`` as one oneDNN call (the output is written once instead
+    of being read and written again by the activation or the sum: 25 % less time for a 3x3 conv + PReLU of 80 channels
+    at 448x640 in bf16 on a Xeon with AMX). ``act``: None or a single-parameter PReLU (= leaky ReLU with its slope).
+    Only for :func:`_fused_inference_path` tensors (no autograd)."""
+    weight, bias, padding, stride, dilation, groups = _conv_args(conv_module, x.dtype)
+    if residual is not None:
+        return _MKLDNN_POINTWISE.binary(x, residual.to(x.dtype), weight, bias, padding, stride, dilation, groups,
+                                        "add", None, None, [], None)
+    if act is None:
+        return _MKLDNN_POINTWISE(x, weight, bias, padding, stride, dilation, groups, "none", [], "")
+    return _MKLDNN_POINTWISE(x, weight, bias, padding, stride, dilation, groups, "leaky_relu",
+                             [float(act.weight)], "")
+
+
+def _rescale_conv_add(rescale_conv: nn.Sequential, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """``rescale_conv(x) + residual`` for a ``Sequential(Rescale, Conv2d)``, the conv and the sum in one call."""
+    rescale, conv_module = rescale_conv
+    return fused_conv(rescale(x), conv_module, residual=residual)
+
+
+def _single_prelu(module) -> bool:
+    return isinstance(module, nn.PReLU) and module.num_parameters == 1
+
+
+def run_fused(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``seq(x)``, with each Conv2d (and the single-parameter PReLU that follows it) as one :func:`fused_conv` call on
+    the :func:`_fused_inference_path`; other modules run as they are. Same modules, same weights: only the kernels
+    differ (bf16 rounding once instead of twice)."""
+    if not _fused_inference_path(x):
+        return seq(x)
+    mods = list(seq)
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        if isinstance(m, nn.Conv2d):
+            act = mods[i + 1] if i + 1 < len(mods) and _single_prelu(mods[i + 1]) else None
+            x = fused_conv(x, m, act)
+            i += 2 if act is not None else 1
+        else:
+            x = m(x)
+            i += 1
+    return x
+
+
 def spatial_mean(x: torch.Tensor) -> torch.Tensor:
     """``x.mean(dim=(2, 3), keepdim=True)`` of (B, C, H, W) ``x``, as (B, C, 1, 1).
 
@@ -101,7 +170,7 @@ class DCAB(nn.Module):
         self.CA = CALayer(channels)
 
     def forward(self, x):
-        y = self.body(x)
+        y = run_fused(self.body, x)
         if _fast_cpu_path(y):  # CA(y) + x in one pass over memory (bf16/fp16 on the CPU); fp32 keeps upstream's order
             return torch.addcmul(x, y, self.CA.conv_du(spatial_mean(y)))
         return self.CA(y) + x
@@ -133,6 +202,8 @@ class SkipUpSample(UpSample):
     """UpSample plus a skip connection."""
 
     def forward(self, x, skip):
+        if _fused_inference_path(x):
+            return _rescale_conv_add(self.up, x, skip)
         return self.up(x) + skip
 
 
@@ -187,6 +258,8 @@ class RB(nn.Module):
         self.body = nn.Sequential(*[DCAB(channels, act) for _ in range(num_cab)], conv(channels, channels, KERNEL_SIZE))
 
     def forward(self, x):
+        if _fused_inference_path(x):  # the last conv and the residual sum in one call
+            return fused_conv(self.body[:-1](x), self.body[-1], residual=x)
         return self.body(x) + x
 
 
@@ -214,6 +287,12 @@ class ORSNet(nn.Module):
             setattr(self, f"conv_dec{k}", _lift(n))
 
     def forward(self, x, enc, dec):
+        if _fused_inference_path(x):  # each lift's 1x1 conv adds into the sum (no separate full-resolution adds)
+            x = _rescale_conv_add(self.conv_dec1, dec[0], _rescale_conv_add(self.conv_enc1, enc[0], self.orb1(x)))
+            x = _rescale_conv_add(self.conv_dec2, self.up_dec1(dec[1]),
+                                  _rescale_conv_add(self.conv_enc2, self.up_enc1(enc[1]), self.orb2(x)))
+            return _rescale_conv_add(self.conv_dec3, self.up_dec2(dec[2]),
+                                     _rescale_conv_add(self.conv_enc3, self.up_enc2(enc[2]), self.orb3(x)))
         x = self.orb1(x) + self.conv_enc1(enc[0]) + self.conv_dec1(dec[0])
         x = self.orb2(x) + self.conv_enc2(self.up_enc1(enc[1])) + self.conv_dec2(self.up_dec1(dec[1]))
         x = self.orb3(x) + self.conv_enc3(self.up_enc2(enc[2])) + self.conv_dec3(self.up_dec2(dec[2]))
@@ -233,9 +312,9 @@ class SCAM(nn.Module):
         self.conv3 = nn.Sequential(conv(raw_channels, n, 1), nn.PReLU())
 
     def forward(self, x, raw):
-        pooled = self.conv2(raw).mean(dim=(2, 3), keepdim=True)
+        pooled = run_fused(self.conv2, raw).mean(dim=(2, 3), keepdim=True)
         gate_c = torch.sigmoid(self.fc2(F.relu(self.fc1(pooled))))
-        gate_s = self.spatial_se(self.conv3(raw))
+        gate_s = self.spatial_se(run_fused(self.conv3, raw))
         return gate_c * self.conv1(x) * gate_s
 
 
@@ -259,7 +338,8 @@ class RRM(nn.Module):
 
     def forward(self, feat_r, feat_b):
         """(B, n, h, w) x 2 -> (B, 2n, 2h, 2w): reflection then background features at RGB resolution."""
-        return torch.cat([self.GCM_r(self.DM_r(feat_r)), self.GCM_b(self.DM_b(feat_b))], 1)
+        return torch.cat([run_fused(self.GCM_r, run_fused(self.DM_r, feat_r)),
+                          run_fused(self.GCM_b, run_fused(self.DM_b, feat_b))], 1)
 
 
 class CR3Net(nn.Module):

@@ -111,3 +111,17 @@ def test_link_problem(tmp_path):
     assert "loops back on itself" in link_problem(tmp_path / "loop")
     assert "gone, which does not exist" in link_problem(tmp_path / "dangling")
     assert link_problem(tmp_path / "ok") is None and link_problem(tmp_path / "absent") is None
+
+
+def test_exit_fast_flushes_output_and_keeps_the_status():
+    """test.py and remove_reflection.py end with util.errors.exit_fast (os._exit after a flush): text still in
+    Python's buffers when it is called reaches a pipe, and the exit status is main's."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    for status in (0, 3):
+        code = ("import sys; from util.errors import exit_fast; sys.stdout.write('done, no newline'); "
+                f"sys.stderr.write('note'); exit_fast({status})")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
+        assert (result.returncode, result.stdout, result.stderr) == (status, "done, no newline", "note")

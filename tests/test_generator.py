@@ -134,3 +134,43 @@ def test_cpu_low_precision_fast_path_matches_the_plain_ops():
         assert fast.dtype == torch.bfloat16
         assert torch.allclose(fast.float(), reference, atol=0.05, rtol=0.05)
         assert torch.equal(block(x), block.CA(block.body(x)) + x)  # fp32: upstream's order of operations
+
+
+def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a.float() - b.float()) ** 2).mean().clamp(min=1e-20)))
+
+
+def test_fused_oneDNN_inference_path_matches_the_module_ops(monkeypatch):
+    """bf16 channels_last inference on the CPU: conv + PReLU and conv + residual run as single oneDNN calls
+    (models.cr3net.run_fused); the whole network's outputs match the unfused bf16 ops and stay as close to fp32."""
+    import models.cr3net as cr3net
+    from models.inference import separate
+
+    if cr3net._MKLDNN_POINTWISE is None:
+        pytest.skip("this PyTorch build has no oneDNN fused convolutions (torch.ops.mkldnn._convolution_pointwise)")
+    torch.manual_seed(0)
+    net = CR3Net(ngf=8, num_cab=2).eval().to(memory_format=torch.channels_last)
+    for module in net.modules():
+        if isinstance(module, torch.nn.PReLU):
+            module.weight.data.uniform_(-0.3, 0.6)  # distinct slopes: a mix-up between PReLUs would show
+    I_rgb, I_raw = torch.rand(1, 3, 48, 64), torch.rand(1, 4, 24, 32)
+    calls = []
+    real = cr3net.fused_conv
+    monkeypatch.setattr(cr3net, "fused_conv", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with torch.inference_mode():
+        fused = separate(net, I_rgb, I_raw, "bf16", True)
+        assert calls, "the fused path did not run"
+        reference = separate(net, I_rgb, I_raw, "fp32", False)
+        monkeypatch.setattr(cr3net, "_MKLDNN_POINTWISE", None)
+        plain = separate(net, I_rgb, I_raw, "bf16", True)
+    for key in fused:
+        assert psnr_db(fused[key], plain[key]) > 45, key
+        assert psnr_db(fused[key], reference[key]) > psnr_db(plain[key], reference[key]) - 1, key
+    # with autograd (training) the module ops run: the fused kernels have no backward
+    calls.clear()
+    monkeypatch.setattr(cr3net, "_MKLDNN_POINTWISE", cr3net._mkldnn_pointwise())
+    with torch.autocast("cpu", torch.bfloat16):
+        cl = torch.channels_last
+        out = net(I_rgb.contiguous(memory_format=cl), I_raw.contiguous(memory_format=cl))
+    out[1][1].float().mean().backward()
+    assert not calls

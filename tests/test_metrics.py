@@ -179,6 +179,26 @@ def test_known_psnr_value():
     assert metrics.psnr(ref, out) == pytest.approx(20 * np.log10(255))
 
 
+def test_psnr_and_ssim_are_scikit_images_own_values():
+    """util.metrics computes PSNR itself (skimage.metrics' package import costs scipy.stats) and imports SSIM's module
+    directly: both must give scikit-image's public functions' values bit for bit."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    for seed in range(4):
+        ref = _random_u8(seed, (24, 40, 3))
+        out = np.clip(ref.astype(int) + np.random.default_rng(seed + 9).integers(-9, 10, ref.shape), 0, 255)
+        out = out.astype(np.uint8)
+        assert metrics.psnr(ref, out) == peak_signal_noise_ratio(ref, out, data_range=255)
+        assert metrics.ssim(ref, out) == structural_similarity(ref, out, channel_axis=2, data_range=255)
+    assert metrics.psnr(ref, ref.copy()) == float("inf")
+
+
+def test_metric_import_leaves_scipy_stats_out():
+    code = "import sys, util.metrics; print('scipy.stats' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+
+
 def test_mismatched_shapes_raise(lpips_model):
     ref, out = _random_u8(0, (32, 48, 3)), _random_u8(0, (32, 40, 3))
     for function in (metrics.psnr, metrics.ssim, lpips_model, metrics.compute_metrics):

@@ -10,6 +10,7 @@ one line naming the path. A :class:`UserError` raised in a DataLoader worker kee
 from __future__ import annotations
 
 import errno
+import os
 import re
 import sys
 
@@ -99,3 +100,22 @@ def run_cli(main, argv=None):
             raise
         print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
+
+
+def exit_fast(status: int | None = 0) -> None:
+    """End a finished command-line run now: flush stdout and stderr, then ``os._exit(status)``, skipping Python's
+    interpreter teardown, which costs about 0.6 s once torch is imported (measured on a 2-core Xeon: more than a
+    448x640 image's PNG files take to write). Everything the tools write is closed by then (atomic writes). Where
+    child processes are still alive (DataLoader workers) it is a plain ``sys.exit`` so that they are joined. Only for
+    ``if __name__ == "__main__"`` blocks: it ends the process, whoever called it."""
+    import multiprocessing
+
+    status = 0 if status is None else int(status)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    if multiprocessing.active_children():
+        sys.exit(status)
+    os._exit(status)

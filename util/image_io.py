@@ -163,11 +163,17 @@ def check_not_empty(path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- writing
 
 
+# zlib level of written PNGs: 3 encodes a 640x448 photo 3-4x faster than Pillow's default 6, for files about 6 %
+# larger (lossless either way)
+PNG_COMPRESS_LEVEL = 3
+
+
 def write_rgb(path, rgb_u8: np.ndarray, **save_options) -> None:
     """Write a ``np.uint8`` (H, W, 3) image; format from the extension (parent folders created).
 
     Written whole or not at all (:func:`util.files.atomic_write`): a full disk or a missing permission is a
-    ``UserError`` naming ``path``. ``save_options`` go to Pillow (e.g. ``quality=95`` for JPEG).
+    ``UserError`` naming ``path``. ``save_options`` go to Pillow (e.g. ``quality=95`` for JPEG); PNGs are written with
+    zlib level :data:`PNG_COMPRESS_LEVEL` unless ``compress_level`` is given.
     """
     rgb_u8 = np.asarray(rgb_u8)
     if rgb_u8.dtype != np.uint8 or rgb_u8.ndim != 3 or rgb_u8.shape[-1] != 3:
@@ -176,6 +182,8 @@ def write_rgb(path, rgb_u8: np.ndarray, **save_options) -> None:
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:
         raise ValueError(f"write_rgb: unknown image extension {path.suffix!r}")
+    if image_format == "PNG":
+        save_options.setdefault("compress_level", PNG_COMPRESS_LEVEL)
     image = Image.fromarray(np.ascontiguousarray(rgb_u8))
     atomic_write(path, lambda tmp: image.save(tmp, format=image_format, **save_options))
 
