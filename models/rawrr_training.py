@@ -12,9 +12,12 @@ Generator loss (upstream's recipe; every weight is a flag), predictions ``*_pred
         + lambda_raw * (L1(T_pred_raw, T_raw) + L1(R_pred_raw, R_raw))
     D = (LSGAN(D(T_rgb) -> real) + LSGAN(D(T_pred_rgb) -> fake)) / 2
 
-Two terms beyond upstream, off by default: ``lambda_exclusion * Excl(T_pred_rgb, R_pred_rgb)``
-(:func:`models.losses.exclusion_loss`, every sample) and ``--lambda_real_pixel``, which multiplies the T pixel terms
-of real samples (``is_real``) before the batch mean.
+Beyond upstream, off by default: ``lambda_exclusion * Excl(T_pred_rgb, R_pred_rgb)``
+(:func:`models.losses.exclusion_loss`, every sample); ``--lambda_real_pixel``, which multiplies the T pixel terms
+of real samples (``is_real``) before the batch mean; and ``--real_tone_match``, which rescales each real sample's T
+targets (RGB and RAW) per channel to the prediction's level before the pixel and VGG terms
+(:func:`match_channel_gains`), so that the exposure and tint differences between the two shots of a real pair teach
+nothing.
 
 Real and synthetic samples: synthetic samples and real triplets carry T and R targets in both domains; a real pair
 without a reflection layer (``has_R`` False, e.g. the RGB-only sets of Zhang et al.) has no R target, so the two R
@@ -84,6 +87,11 @@ def add_training_options(parser):
                   help="multiplier of a real sample's T pixel terms (MSE(T_rgb), L1(T_raw)); 0 = real pairs teach "
                   "through the VGG and GAN terms only, which misalignment and tone shifts of real pairs hurt less "
                   "(Wei et al. 2019)")
+    add_flag_once(g, "--real_tone_match", action="store_true",
+                  help="rescale each real sample's T targets (RGB and RAW) per channel to the prediction's level "
+                  "(least-squares gain, no offset, clamped to [0.5, 2]) before the pixel and VGG terms: the two "
+                  "shots of a real pair differ in exposure and tint by chance (Zhang et al.'s pairs: T/I brightness "
+                  "0.52-1.01), which no network can predict; off = upstream")
     add_flag_once(g, "--ndf", type=int, default=64, help="filters of the first PatchGAN layer")
     add_flag_once(g, "--n_layers_D", type=int, default=3, help="strided layers of the PatchGAN")
     add_flag_once(g, "--vgg", default="auto", choices=VGG_KINDS,
@@ -141,6 +149,27 @@ def real_sample_weights(is_real: torch.Tensor | None, real_weight: float, batch:
         return None
     weights = torch.ones(batch, device=device)
     return torch.where(is_real.to(device).bool(), weights * real_weight, weights)
+
+
+TONE_GAIN_RANGE = (0.5, 2.0)  # --real_tone_match: limits of the per-channel gain fitted to a real sample's target
+
+
+def match_channel_gains(target: torch.Tensor, pred: torch.Tensor, is_real: torch.Tensor | None,
+                        gain_range: tuple[float, float] = TONE_GAIN_RANGE) -> torch.Tensor:
+    """``--real_tone_match``: ``target`` (B, C, H, W) with each real sample's channels multiplied by the gain ``g``
+    that minimises ``|g * target - pred|^2`` (``g = <target, pred> / <target, target>``, from the detached
+    prediction, clamped to ``gain_range``); synthetic samples (``is_real`` False) and a batch without ``is_real``
+    are returned unchanged. A gain without an offset: glass and exposure scale light, and an offset would also
+    absorb a hazy reflection, which is what the network must learn to remove."""
+    if is_real is None:
+        return target
+    real = is_real.to(target.device).bool()
+    if not bool(real.any()):
+        return target
+    pred = pred.detach().to(target.dtype)
+    gains = (target * pred).sum((2, 3)) / (target * target).sum((2, 3)).clamp(min=1e-8)
+    gains = torch.where(real[:, None], gains.clamp(*gain_range), torch.ones_like(gains))
+    return target * gains[:, :, None, None]
 
 
 def weighted_mean(errors: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -255,19 +284,23 @@ class RAWRRTrainer:
         has_R = x.get("has_R")
         pixel_weights = real_sample_weights(x.get("is_real"), getattr(opt, "lambda_real_pixel", 1.0),
                                             T_pred_rgb_f.shape[0], T_pred_rgb_f.device)
-        mse_T = F.mse_loss(T_pred_rgb_f, x["T_rgb"], reduction="none")
+        T_rgb, T_raw = x["T_rgb"], x["T_raw"]
+        if getattr(opt, "real_tone_match", False):
+            T_rgb = match_channel_gains(T_rgb, T_pred_rgb_f, x.get("is_real"))
+            T_raw = match_channel_gains(T_raw, T_pred_raw.float(), x.get("is_real"))
+        mse_T = F.mse_loss(T_pred_rgb_f, T_rgb, reduction="none")
         terms = {
             "G_MSE_T": (weighted_mean(mse_T, pixel_weights) if opt.pixel_loss == "mse"
                         else psnr_balanced_mean(mse_T, weights=pixel_weights)),
             "G_MSE_R": masked_mean(F.mse_loss(R_pred_rgb.float(), x["R_rgb"], reduction="none"), has_R),
-            "G_raw_T": weighted_mean(F.l1_loss(T_pred_raw.float(), x["T_raw"], reduction="none"), pixel_weights),
+            "G_raw_T": weighted_mean(F.l1_loss(T_pred_raw.float(), T_raw, reduction="none"), pixel_weights),
             "G_raw_R": masked_mean(F.l1_loss(R_pred_raw.float(), x["R_raw"], reduction="none"), has_R),
             "G_excl": exclusion_loss(T_pred_rgb, R_pred_rgb).mean(),
         }
         # G's adversarial term through the plain D (no DDP hooks: D's parameters get no gradient from it)
         self.netD.requires_grad_(False)
         with autocast(self.device, self.precision):
-            terms["G_VGG"] = self.perceptual(T_pred_rgb, x["T_rgb"])
+            terms["G_VGG"] = self.perceptual(T_pred_rgb, T_rgb)
             terms["G_GAN"] = self.gan_loss(self.netD(T_pred_rgb), True)
         self.netD.requires_grad_(True)
         loss_G = (opt.lambda_mse_T * terms["G_MSE_T"] + opt.lambda_mse_R * terms["G_MSE_R"]

@@ -271,6 +271,50 @@ def test_exclusion_and_real_pixel_weight_enter_the_generator_loss(setup, tmp_pat
     assert balanced["G_MSE_T"].item() == pytest.approx(per_sample_mse[0].item() / 2, rel=1e-4)
 
 
+def test_match_channel_gains_rescales_real_targets_only():
+    from models.rawrr_training import match_channel_gains
+
+    gen = torch.Generator().manual_seed(3)
+    pred = torch.rand(3, 3, 16, 16, generator=gen) * 0.8 + 0.1
+    gains = torch.tensor([[0.8, 0.7, 0.9], [1.2, 1.0, 0.6], [0.9, 0.9, 0.9]])
+    target = pred / gains[:, :, None, None]  # the same picture, shot darker or brighter per channel
+    is_real = torch.tensor([True, True, False])
+    matched = match_channel_gains(target, pred, is_real)
+    torch.testing.assert_close(matched[:2], pred[:2])  # real: brought back to the prediction's level exactly
+    assert torch.equal(matched[2], target[2])  # synthetic: untouched
+    assert match_channel_gains(target, pred, None) is target
+    assert torch.equal(match_channel_gains(target, pred, torch.zeros(3, dtype=torch.bool)), target)
+    # no offset: a haze that the network should remove is not absorbed; and the gain is clamped
+    hazy = match_channel_gains(pred + 0.3, pred, is_real)
+    assert float((hazy[:2] - pred[:2]).abs().mean()) > 0.05
+    far = match_channel_gains(pred * 10, pred, is_real)
+    torch.testing.assert_close(far[:2], pred[:2] * 10 * 0.5)
+
+
+def test_real_tone_match_leaves_synthetic_losses_and_removes_a_real_exposure_change(setup, tmp_path):
+    base, photos, _ = setup
+    trainer, batch = make_trainer(photos, tmp_path)
+    trainer.opt.real_tone_match = True
+    trainer.set_input(dict(batch, is_real=torch.tensor([False, False])))
+    torch.manual_seed(0)
+    _, _, synthetic = trainer.compute_losses()
+    trainer.opt.real_tone_match = False
+    torch.manual_seed(0)
+    _, _, off = trainer.compute_losses()
+    for name in ("G_MSE_T", "G_raw_T", "G_VGG"):
+        assert synthetic[name].item() == pytest.approx(off[name].item(), rel=1e-6), name
+    # a real pair whose ground truth was shot 30 % darker: with the match that costs nothing, without it a lot
+    darker = dict(batch, is_real=torch.tensor([True, True]), T_rgb=batch["T_rgb"] * 0.7, T_raw=batch["T_raw"] * 0.7)
+    losses = {}
+    for match in (False, True):
+        trainer.opt.real_tone_match = match
+        trainer.set_input(darker)
+        torch.manual_seed(0)
+        losses[match] = trainer.compute_losses()[2]
+    assert losses[True]["G_MSE_T"].item() < 0.8 * losses[False]["G_MSE_T"].item()
+    assert losses[True]["G_raw_T"].item() < losses[False]["G_raw_T"].item()
+
+
 def test_pairs_only_real_folder_trains(setup, tmp_path):
     """A real folder of I/T pairs only (no RAW, no R), as Zhang et al.'s blended/transmission, trains: RAW from
     the inverse ISP, R losses off for those samples."""
