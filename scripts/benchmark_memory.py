@@ -27,6 +27,7 @@ from models.checkpoint import load_generator_weights
 from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, separate_tiled, tile_starts
 from options.base_options import DEFAULT_NGF, DEFAULT_NUM_CAB
+from util.allocator import keep_buffers_mapped
 from util.image_io import quantize
 from util.measure import peak_rss_gib
 from util.precision import PRECISIONS, resolve_precision, to_memory_format
@@ -84,6 +85,7 @@ def main(argv=None) -> dict:
     p.add_argument("--max_tiles", type=int, default=0, help="stop after this many tiles (0 = the whole photo)")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
+    keep_buffers_mapped()  # the allocator setup of remove_reflection.py, whose memory this measures
 
     device = torch.device(args.device)
     precision = resolve_precision(args.precision, device)

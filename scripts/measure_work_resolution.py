@@ -63,6 +63,7 @@ from models.work_resolution import (
 from options.base_options import resolve_device
 from scripts import benchmark_memory
 from util import generated_folder
+from util.allocator import keep_buffers_mapped
 from util.errors import UserError, run_cli
 from util.image_io import to_uint8
 from util.measure import cpu_name, peak_rss_gib, reset_peak_rss, synchronize
@@ -435,6 +436,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    keep_buffers_mapped()  # as remove_reflection.py and test.py do at start-up: measure what they run
     _, device = resolve_device(args.gpu_ids)
     precision = resolve_precision(args.precision, device)
     results = measure_timing(args, device, precision) if args.megapixels else measure_quality(args, device, precision)
