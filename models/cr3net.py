@@ -10,6 +10,8 @@ Attribute names follow upstream so that the released ``final_net_G_T.pth`` loads
 checkpoint, so they say what each part is (upstream calls the generator ``MCDRNet`` and the RGB stage ``ResNet``).
 """
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -73,7 +75,7 @@ def _fused_inference_path(x: torch.Tensor) -> bool:
     """True where :func:`run_fused` replaces convolution + activation (and + residual) by single oneDNN calls: a
     bf16 channels_last CPU tensor, no autograd (inference, validation), and a PyTorch built with oneDNN's fused ops."""
     return (x.dtype == torch.bfloat16 and not torch.is_grad_enabled() and _fast_cpu_path(x)
-            and _MKLDNN_POINTWISE is not None)
+            and _MKLDNN_POINTWISE is not None and _fused_ops_work())
 
 
 def _mkldnn_pointwise():
@@ -84,6 +86,29 @@ def _mkldnn_pointwise():
 
 
 _MKLDNN_POINTWISE = _mkldnn_pointwise()
+
+
+@functools.cache
+def _fused_ops_work() -> bool:
+    """Whether both fused calls run on this CPU and agree with the plain ops (once per process, on an 8x8 map): oneDNN
+    refuses bf16 convolutions on CPUs without AVX512-BF16/AVX512BW or AVX-NE-CONVERT (``--precision bf16`` forced on an
+    AVX2-only CPU), and a PyTorch build may lack an overload; then the module ops run."""
+    op = _mkldnn_pointwise()
+    if op is None:
+        return False
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 8, 8, 8, generator=gen).to(torch.bfloat16).contiguous(memory_format=CHANNELS_LAST)
+    w = (torch.randn(8, 8, 3, 3, generator=gen) * 0.2).to(torch.bfloat16)
+    args = ([1, 1], [1, 1], [1, 1], 1)
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):  # the first call may come inside autocast
+        plain = F.conv2d(x.float(), w.float(), padding=1)
+        try:
+            y = op(x, w, None, *args, "leaky_relu", [0.1], "")
+            z = op.binary(x, y, w, None, *args, "add", None, None, [], None)
+        except (RuntimeError, AttributeError, NotImplementedError):
+            return False
+    close = functools.partial(torch.allclose, atol=0.05, rtol=0.05)
+    return close(y.float(), F.leaky_relu(plain, 0.1)) and close(z.float(), plain + y.float())
 
 
 def _conv_args(conv_module: nn.Conv2d, dtype):

@@ -174,3 +174,28 @@ def test_fused_oneDNN_inference_path_matches_the_module_ops(monkeypatch):
         out = net(I_rgb.contiguous(memory_format=cl), I_raw.contiguous(memory_format=cl))
     out[1][1].float().mean().backward()
     assert not calls
+
+
+def test_fused_path_steps_aside_where_onednn_refuses_bf16(monkeypatch):
+    """On a CPU where oneDNN has no bf16 convolution (AVX2-only, --precision bf16 forced) the fused call raises;
+    the one-time probe sees that and the network runs the module ops instead of failing."""
+    import models.cr3net as cr3net
+    from models.inference import separate
+
+    class Refusing:
+        def __call__(self, *args):
+            raise RuntimeError("mkldnn_convolution: bf16 path needs the cpu support avx_ne_convert or avx512bw")
+
+        binary = __call__
+
+    monkeypatch.setattr(cr3net, "_mkldnn_pointwise", lambda: Refusing())
+    monkeypatch.setattr(cr3net, "_MKLDNN_POINTWISE", Refusing())
+    cr3net._fused_ops_work.cache_clear()
+    try:
+        assert cr3net._fused_ops_work() is False
+        net = CR3Net(ngf=8, num_cab=1).eval().to(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out = separate(net, torch.rand(1, 3, 32, 32), torch.rand(1, 4, 16, 16), "bf16", True)
+        assert out["T_pred_rgb"].shape == (1, 3, 32, 32)
+    finally:
+        cr3net._fused_ops_work.cache_clear()
