@@ -73,7 +73,10 @@ def _fast_cpu_path(x: torch.Tensor) -> bool:
 
 def _fused_inference_path(x: torch.Tensor) -> bool:
     """True where :func:`run_fused` replaces convolution + activation (and + residual) by single oneDNN calls: a
-    bf16 channels_last CPU tensor, no autograd (inference, validation), and a PyTorch built with oneDNN's fused ops."""
+    bf16 channels_last CPU tensor, no autograd (inference, validation), not under torch.compile, and a PyTorch whose
+    oneDNN fused ops run on this CPU."""
+    if torch.compiler.is_compiling():  # torch.compile (--compile) fuses by itself; these calls would break its graph
+        return False
     return (x.dtype == torch.bfloat16 and not torch.is_grad_enabled() and _fast_cpu_path(x)
             and _MKLDNN_POINTWISE is not None and _fused_ops_work())
 

@@ -169,6 +169,12 @@ def test_fused_oneDNN_inference_path_matches_the_module_ops(monkeypatch):
     # with autograd (training) the module ops run: the fused kernels have no backward
     calls.clear()
     monkeypatch.setattr(cr3net, "_MKLDNN_POINTWISE", cr3net._mkldnn_pointwise())
+    compiling = torch.compiler.is_compiling
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # nor under torch.compile, which fuses itself
+    with torch.inference_mode():
+        separate(net, I_rgb, I_raw, "bf16", True)
+    assert not calls
+    monkeypatch.setattr(torch.compiler, "is_compiling", compiling)
     with torch.autocast("cpu", torch.bfloat16):
         cl = torch.channels_last
         out = net(I_rgb.contiguous(memory_format=cl), I_raw.contiguous(memory_format=cl))
