@@ -16,6 +16,9 @@ against the baseline's (data range 1; 8-bit as test.py saves), max |difference| 
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.benchmark [flags]")
+
 import argparse
 import json
 import math

@@ -13,6 +13,9 @@ takes hours at ngf 64 on a small CPU.
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.benchmark_memory [flags]")
+
 import argparse
 import json
 import math

@@ -10,6 +10,9 @@ mixtures of the photos that scikit-image ships (those of scripts/make_demo_datas
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.benchmark_mode [flags]")
+
 import json
 import math
 import os

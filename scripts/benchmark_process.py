@@ -18,6 +18,9 @@ Each mode's saved T images are compared with the reference's (PSNR on the 8-bit 
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.benchmark_process [flags]")
+
 import argparse
 import json
 import os

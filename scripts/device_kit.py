@@ -22,6 +22,9 @@ Nothing here is committed: the data has no licence for redistribution.
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.device_kit [flags]")
+
 import argparse
 import io
 import shutil

@@ -13,6 +13,9 @@ gain 0.45-0.6) and weak_reflection (0.15-0.25); the same scenes and random draws
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.make_condition_sets [flags]")
+
 import argparse
 from pathlib import Path
 

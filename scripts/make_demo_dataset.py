@@ -25,6 +25,9 @@ Usage: python -m scripts.make_demo_dataset [--out datasets/demo] [--num 8] [--se
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.make_demo_dataset [flags]")
+
 import argparse
 import hashlib
 import importlib.util

@@ -15,6 +15,9 @@ Pairs match by file stem; a missing partner is an error.
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.make_rgb_only_set [flags]")
+
 import argparse
 from pathlib import Path
 

@@ -28,6 +28,9 @@ RAW is upstream's linear mosaic in the default profile's levels. Every set gets 
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.make_val_sets [flags]")
+
 import argparse
 import functools
 import hashlib

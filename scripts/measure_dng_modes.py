@@ -19,6 +19,9 @@ Prints a Markdown table for the README; ``--json`` also writes the numbers. The 
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.measure_dng_modes [flags]")
+
 import argparse
 import json
 import platform

@@ -34,6 +34,9 @@ Prints Markdown tables; ``--json`` also writes every row and the setup.
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.measure_work_resolution [flags]")
+
 import argparse
 import json
 import math

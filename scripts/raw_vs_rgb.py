@@ -38,6 +38,9 @@ Under ``--out`` (each step is skipped when its result is on disk: rerunning the 
 
 from __future__ import annotations
 
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.raw_vs_rgb [flags]")
+
 import argparse
 import csv
 import functools

@@ -125,3 +125,18 @@ def test_exit_fast_flushes_output_and_keeps_the_status():
                 f"sys.stderr.write('note'); exit_fast({status})")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
         assert (result.returncode, result.stdout, result.stderr) == (status, "done, no newline", "note")
+
+
+def test_scripts_run_as_files_name_the_command_that_works():
+    """`python scripts/x.py` cannot import the project's packages (sys.path[0] is scripts/): each script says to run
+    `python -m scripts.x` from the repository root instead of failing with a bare ModuleNotFoundError."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    scripts = sorted(p for p in (repo / "scripts").glob("*.py") if "from __future__" in p.read_text())
+    assert len(scripts) >= 10
+    for script in scripts:
+        result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=repo)
+        assert result.returncode == 1, script.name
+        assert f"python -m scripts.{script.stem}" in result.stderr and "Traceback" not in result.stderr, script.name
