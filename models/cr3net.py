@@ -96,7 +96,7 @@ def _fused_ops_work() -> bool:
     """Whether both fused calls run on this CPU and agree with the plain ops (once per process, on an 8x8 map): oneDNN
     refuses bf16 convolutions on CPUs without AVX512-BF16/AVX512BW or AVX-NE-CONVERT (``--precision bf16`` forced on an
     AVX2-only CPU), and a PyTorch build may lack an overload; then the module ops run."""
-    op = _mkldnn_pointwise()
+    op = _MKLDNN_POINTWISE
     if op is None:
         return False
     gen = torch.Generator().manual_seed(0)
@@ -137,7 +137,10 @@ def fused_conv(x: torch.Tensor, conv_module: nn.Conv2d, act: nn.Module | None = 
 
 
 def _rescale_conv_add(rescale_conv: nn.Sequential, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """``rescale_conv(x) + residual`` for a ``Sequential(Rescale, Conv2d)``, the conv and the sum in one call."""
+    """``residual + rescale_conv(x)`` for a ``Sequential(Rescale, Conv2d)``; on the :func:`_fused_inference_path` the
+    conv and the sum are one call."""
+    if not _fused_inference_path(x):
+        return residual + rescale_conv(x)
     rescale, conv_module = rescale_conv
     return fused_conv(rescale(x), conv_module, residual=residual)
 
@@ -230,9 +233,7 @@ class SkipUpSample(UpSample):
     """UpSample plus a skip connection."""
 
     def forward(self, x, skip):
-        if _fused_inference_path(x):
-            return _rescale_conv_add(self.up, x, skip)
-        return self.up(x) + skip
+        return _rescale_conv_add(self.up, x, skip)
 
 
 def _level(channels, act, dilation):
@@ -315,16 +316,13 @@ class ORSNet(nn.Module):
             setattr(self, f"conv_dec{k}", _lift(n))
 
     def forward(self, x, enc, dec):
-        if _fused_inference_path(x):  # each lift's 1x1 conv adds into the sum (no separate full-resolution adds)
-            x = _rescale_conv_add(self.conv_dec1, dec[0], _rescale_conv_add(self.conv_enc1, enc[0], self.orb1(x)))
-            x = _rescale_conv_add(self.conv_dec2, self.up_dec1(dec[1]),
-                                  _rescale_conv_add(self.conv_enc2, self.up_enc1(enc[1]), self.orb2(x)))
-            return _rescale_conv_add(self.conv_dec3, self.up_dec2(dec[2]),
-                                     _rescale_conv_add(self.conv_enc3, self.up_enc2(enc[2]), self.orb3(x)))
-        x = self.orb1(x) + self.conv_enc1(enc[0]) + self.conv_dec1(dec[0])
-        x = self.orb2(x) + self.conv_enc2(self.up_enc1(enc[1])) + self.conv_dec2(self.up_dec1(dec[1]))
-        x = self.orb3(x) + self.conv_enc3(self.up_enc2(enc[2])) + self.conv_dec3(self.up_dec2(dec[2]))
-        return x
+        # orb(x) + lift_enc + lift_dec, summed in upstream's order; on the fused path each lift's 1x1 conv adds
+        # into the sum (no separate full-resolution adds)
+        x = _rescale_conv_add(self.conv_dec1, dec[0], _rescale_conv_add(self.conv_enc1, enc[0], self.orb1(x)))
+        x = _rescale_conv_add(self.conv_dec2, self.up_dec1(dec[1]),
+                              _rescale_conv_add(self.conv_enc2, self.up_enc1(enc[1]), self.orb2(x)))
+        return _rescale_conv_add(self.conv_dec3, self.up_dec2(dec[2]),
+                                 _rescale_conv_add(self.conv_enc3, self.up_enc2(enc[2]), self.orb3(x)))
 
 
 class SCAM(nn.Module):
