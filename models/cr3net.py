@@ -30,9 +30,39 @@ SIZE_MULTIPLE = 8
 
 
 def conv(in_ch, out_ch, kernel_size, dilation=1, bias=False):
-    """Conv2d with 'same' padding for odd kernels; upstream uses no bias."""
+    """Conv2d with 'same' padding for odd kernels; upstream uses no bias. Dilated ones are :class:`DilatedConv2d`."""
     padding = (kernel_size - 1) * dilation // 2
-    return nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding, dilation=dilation, bias=bias)
+    cls = nn.Conv2d if dilation == 1 else DilatedConv2d
+    return cls(in_ch, out_ch, kernel_size, padding=padding, dilation=dilation, bias=bias)
+
+
+def _bf16_on_cpu(x: torch.Tensor) -> bool:
+    if x.device.type != "cpu":
+        return False
+    return x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
+                                         and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
+class DilatedConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, same state-dict keys) that trains correctly in bf16 + channels_last on the CPU.
+
+    PyTorch 2.14.1's oneDNN (v3.12) computes the *weight* gradient of a dilated convolution wrongly for bf16
+    channels_last tensors on the CPU: off by 40-190 % of its largest value, different from call to call, now and then
+    1e35 or NaN (measured on a 2-core AMD EPYC with AVX512-BF16, with 24, 44 and 84 channels, the widths of
+    CR3Net's dilated levels at --ngf 24 and 64; 64 channels happened to be right; the forward pass and the input
+    gradient are right; NCHW is right). Training with --precision auto/bf16 therefore learnt its dilated blocks from
+    noise and, within a few dozen iterations, often stopped on a NaN. Where autograd records a bf16 CPU convolution
+    of a channels_last input, this module runs it on NCHW copies (output returned channels_last); everything else,
+    inference included, takes ``nn.Conv2d``'s path unchanged. ``tests/test_generator.py`` checks the gradients.
+    """
+
+    def forward(self, x):
+        if (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad) and _bf16_on_cpu(x)
+                and x.is_contiguous(memory_format=CHANNELS_LAST) and not x.is_contiguous()):
+            y = F.conv2d(x.contiguous(), self.weight.contiguous(), self.bias, self.stride, self.padding,
+                         self.dilation, self.groups)
+            return y.contiguous(memory_format=CHANNELS_LAST)
+        return super().forward(x)
 
 
 def _rescale(x, factor):

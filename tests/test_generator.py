@@ -205,3 +205,39 @@ def test_fused_path_steps_aside_where_onednn_refuses_bf16(monkeypatch):
         assert out["T_pred_rgb"].shape == (1, 3, 32, 32)
     finally:
         cr3net._fused_ops_work.cache_clear()
+
+
+def _dilated_weight_grad(conv, x, g):
+    w = conv.weight
+    w.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    y.backward(g.to(y.dtype))
+    return w.grad.double(), y
+
+
+@pytest.mark.parametrize("channels", [24, 44, 84])  # widths of CR3Net's dilated levels at --ngf 24 and 64
+def test_dilated_conv_weight_gradient_is_right_in_bf16_channels_last(channels):
+    # PyTorch 2.14.1's oneDNN gets this gradient wrong on the CPU (40-190 % of its largest value, sometimes 1e35)
+    from models.cr3net import DilatedConv2d
+    torch.manual_seed(channels)
+    conv = DilatedConv2d(channels, channels, 3, padding=2, dilation=2, bias=False).to(memory_format=torch.channels_last)
+    for _ in range(4):  # the wrong results differed from call to call
+        x = (torch.randn(2, channels, 32, 32).relu() * 0.05).bfloat16().to(memory_format=torch.channels_last)
+        g = (torch.randn(2, channels, 32, 32) * 1e-4).bfloat16().to(memory_format=torch.channels_last)
+        got, y = _dilated_weight_grad(conv, x.requires_grad_(True), g)
+        assert y.is_contiguous(memory_format=torch.channels_last)  # the network's layout is kept
+        ref = torch.nn.grad.conv2d_weight(x.detach().double(), conv.weight.shape, g.double(), padding=2, dilation=2)
+        assert torch.isfinite(got).all()
+        assert (got - ref).abs().max() / ref.abs().max() < 0.02
+        ref_x = torch.nn.grad.conv2d_input(x.shape, conv.weight.detach().bfloat16().double(), g.double(),
+                                          padding=2, dilation=2)
+        assert (x.grad.double() - ref_x).abs().max() / ref_x.abs().max() < 0.02
+
+
+def test_generator_dilated_convolutions_are_the_corrected_module(net64):
+    from models.cr3net import DilatedConv2d
+    convs = [m for m in net64.modules() if isinstance(m, torch.nn.Conv2d) and m.dilation != (1, 1)]
+    assert convs and all(type(m) is DilatedConv2d for m in convs)
+    assert all(type(m) is torch.nn.Conv2d for m in net64.modules()
+               if isinstance(m, torch.nn.Conv2d) and m.dilation == (1, 1))
