@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models.checkpoint import infer_generator_shape, load_generator_weights, load_state_dict_file
-from models.cr3net import CR3Net
+from models.cr3net import CR3Net, DilatedConv2d
 from util.errors import UserError
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "docs" / "official_G_T_keys_ngf64.tsv"
@@ -219,7 +219,6 @@ def _dilated_weight_grad(conv, x, g):
 @pytest.mark.parametrize("channels", [24, 44, 84])  # widths of CR3Net's dilated levels at --ngf 24 and 64
 def test_dilated_conv_weight_gradient_is_right_in_bf16_channels_last(channels):
     # PyTorch 2.14.1's oneDNN gets this gradient wrong on the CPU (40-190 % of its largest value, sometimes 1e35)
-    from models.cr3net import DilatedConv2d
     torch.manual_seed(channels)
     conv = DilatedConv2d(channels, channels, 3, padding=2, dilation=2, bias=False).to(memory_format=torch.channels_last)
     for _ in range(4):  # the wrong results differed from call to call
@@ -236,7 +235,6 @@ def test_dilated_conv_weight_gradient_is_right_in_bf16_channels_last(channels):
 
 
 def test_generator_dilated_convolutions_are_the_corrected_module(net64):
-    from models.cr3net import DilatedConv2d
     convs = [m for m in net64.modules() if isinstance(m, torch.nn.Conv2d) and m.dilation != (1, 1)]
     assert convs and all(type(m) is DilatedConv2d for m in convs)
     assert all(type(m) is torch.nn.Conv2d for m in net64.modules()

@@ -19,7 +19,7 @@ def test_setup_stops_before_creating_a_venv_on_a_full_disk(tmp_path):
     assert not (tmp_path / "not").exists()  # nothing created, nothing half-installed
 
 
-def test_setup_check_passes_where_the_disk_has_room(tmp_path):
+def test_setup_does_not_check_the_disk_for_an_existing_environment(tmp_path):
     # an existing, complete environment is not checked again: the suite's own .venv runs setup in about a second
     proc = subprocess.run(
         ["bash", "-c", "source scripts/setup.sh requirements-dev.txt && python -c 'import sys; print(sys.prefix)'"],
