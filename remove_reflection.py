@@ -49,6 +49,7 @@ from data.raw_out import (
     write_reflection_free_dng,
 )
 from models.checkpoint import infer_generator_shape, load_generator_weights, load_state_dict_file
+from models.inference import describe_path
 from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_tiled
 from models.work_resolution import check_work_resolution, separate_at_work_resolution, work_size
@@ -59,7 +60,14 @@ from util.errors import FileSystemError, UserError, exit_fast, file_system_error
 from util.files import link_problem
 from util.html_report import make_preview, write_before_after
 from util.image_io import RGB_EXTENSIONS, files_by_stem, to_uint8, to_uint16, write_rgb, write_rgb16
-from util.precision import PRECISIONS, maybe_compile, resolve_precision, to_memory_format
+from util.precision import (
+    PRECISIONS,
+    add_memory_format_flags,
+    maybe_compile,
+    resolve_channels_last,
+    resolve_precision,
+    to_memory_format,
+)
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "demo" / "final_net_G_T.pth"
 JPEG_EXTENSIONS = (".jpg", ".jpeg")
@@ -113,6 +121,7 @@ def parse_args(argv):
                    help=f"overlap between tiles in RGB pixels (even; default {DEFAULT_OVERLAP}, at most half the tile)")
     g.add_argument("--gpu_ids", default="", help="GPU id (e.g. 0); -1 = CPU; default: GPU 0 when there is one")
     g.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision (see README)")
+    add_memory_format_flags(g)
     add_compile_flag(g)
     g = p.add_argument_group("working resolution (fast full-resolution results)")
     add_work_resolution_flags(g, "run the network on the photo scaled down to about MP megapixels and carry its result "
@@ -367,13 +376,14 @@ def main(argv=None, net=None) -> int:
     else:
         net = net.to(device).eval()
         network = f"network {type(net).__name__}"
-    channels_last = True
+    channels_last = resolve_channels_last(precision, device, args.channels_last, args.no_channels_last)
     net = maybe_compile(to_memory_format(net, channels_last), args.compile)
     if args.compile:
         network += ", torch.compile"
     working = (f", working resolution about {args.work_megapixels:g} MP (guided filter radius {args.guide_radius}, "
                f"eps {args.guide_eps:g})" if args.work_megapixels else "")
-    print(f"{len(jobs)} photo(s); {network}; {device}, {precision}, tile {args.tile}{working}")
+    path = describe_path(precision, device, channels_last)
+    print(f"{len(jobs)} photo(s); {network}; {device}, {path}, tile {args.tile}{working}")
     failed, results = [], []
     for job in tqdm(jobs, desc="photos", unit="photo", file=sys.stdout, disable=len(jobs) < 2):
         start = time.perf_counter()

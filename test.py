@@ -26,6 +26,7 @@ import torch
 from data import create_dataset, create_test_loader
 from models import create_model
 from models.evaluation import METRIC_COLUMNS, evaluate, mean_metrics
+from models.inference import describe_path
 from options.test_options import TestOptions
 from util.allocator import keep_buffers_mapped
 from util.errors import UserError, exit_fast, file_system_error, run_cli, unwrap_worker_error
@@ -86,7 +87,8 @@ def main(argv=None) -> dict:
     working = (f", network at about {opt.work_megapixels:g} MP (guided filter radius {opt.guide_radius}, eps "
                f"{opt.guide_eps:g})" if opt.work_megapixels else "")
     print(f"evaluating {total} image(s) from {opt.dataroot} with {model.loaded_weights} "
-          f"(ngf {opt.ngf}, num_cab {opt.num_cab}) on {model.device}, precision {model.precision}, "
+          f"(ngf {opt.ngf}, num_cab {opt.num_cab}) on {model.device}, "
+          f"{describe_path(model.precision, model.device, model.channels_last)}, "
           f"eval_resize {opt.eval_resize}{working}, RAW from {opt.raw_source}; results in {out_dir}")
 
     rows = []

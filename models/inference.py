@@ -5,8 +5,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.cr3net import SIZE_MULTIPLE
+from models.cr3net import SIZE_MULTIPLE, winograd_enabled
 from util.precision import autocast, to_memory_format
+
+
+def describe_path(precision: str, device, channels_last: bool) -> str:
+    """How inference runs, for the start-up line of the command-line tools: e.g. ``fp32, NCHW, Winograd 3x3 (NNPACK)``
+    or ``bf16, channels_last``."""
+    text = f"{precision}, {'channels_last' if channels_last else 'NCHW'}"
+    if precision == "fp32" and not channels_last and torch.device(device).type == "cpu" and winograd_enabled():
+        text += ", Winograd 3x3 (NNPACK)"
+    return text
 
 
 def pad_amounts(h: int, w: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, separate_tiled
 from models.work_resolution import DEFAULT_GUIDE_EPS, DEFAULT_GUIDE_RADIUS, separate_at_work_resolution
 from util.errors import UserError
-from util.precision import maybe_compile, resolve_precision, to_memory_format
+from util.precision import maybe_compile, resolve_channels_last, resolve_precision, to_memory_format
 
 RELEASED_WEIGHTS_HINT = (
     "the released weights are final_net_G_T.pth from the CR3Net authors (github NamecantbeNULL/RAW_RGB_RR), "
@@ -39,7 +39,8 @@ class RAWRRModel:
         self.opt = opt
         self.device = torch.device(opt.device)
         self.precision = resolve_precision(opt.precision, self.device)
-        self.channels_last = not getattr(opt, "no_channels_last", False)
+        self.channels_last = resolve_channels_last(self.precision, self.device, getattr(opt, "channels_last", False),
+                                                   getattr(opt, "no_channels_last", False))
         self.save_dir = Path(opt.checkpoints_dir) / opt.name
         self.netG_T = define_G(opt.ngf, opt.num_cab, opt.netG, opt.init_type, opt.init_gain, self.device)
         self.netG_T = to_memory_format(self.netG_T, self.channels_last)

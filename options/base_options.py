@@ -25,7 +25,7 @@ from models.cr3net import CA_REDUCTION
 from models.work_resolution import DEFAULT_GUIDE_EPS, DEFAULT_GUIDE_RADIUS
 from util.errors import UserError
 from util.files import atomic_write_text
-from util.precision import PRECISIONS
+from util.precision import PRECISIONS, add_memory_format_flags
 
 DEFAULT_SEED = 0  # --seed, the one seed of a run (training data draws, weight init, data-loader workers)
 
@@ -68,8 +68,7 @@ class BaseOptions:
                        help="GPU ids, e.g. 0 or 0,1; -1 = CPU; default: GPU 0 when there is one, else the CPU")
         g.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="autocast precision: auto = bf16 on a CPU with native bf16, bf16/fp16 on CUDA, else fp32")
-        g.add_argument("--no_channels_last", action="store_true",
-                       help="keep the default NCHW memory format (channels_last is faster on CPU and GPU)")
+        add_memory_format_flags(g)
         g.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
         return parser
 

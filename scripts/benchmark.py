@@ -9,9 +9,10 @@ Each mode runs in a fresh process (scripts/benchmark_mode.py; ``--timeout`` kill
 at upstream's test size (RGB 448x640), then train.py's training step (batch 2, 256 px crops). Per mode, printed and
 written with ``--json``: seconds per image or step (median of ``--repeats`` timed runs after ``--warmup``; synchronised
 on CUDA) and their user and system CPU seconds; peak memory (CPU: VmHWM and its rise during the runs; CUDA:
-``torch.cuda.max_memory_allocated``); the speed-up over the fp32 baseline (plain NCHW, upstream's path); PSNR of T_rgb
-against the baseline's (data range 1; 8-bit as test.py saves), max |difference| and rms(T - T_fp32) / rms(T_fp32 - I)
-(random weights change the input little, which flatters the PSNR); for training, the first G loss's relative change.
+``torch.cuda.max_memory_allocated``); the speed-up over the fp32 baseline (NCHW, buffers kept mapped; ``--baseline
+upstream``: upstream's path); PSNR of T_rgb against the baseline's (data range 1; 8-bit as test.py saves), max
+|difference| and rms(T - T_fp32) / rms(T_fp32 - I) (random weights change the input little, which flatters the PSNR);
+for training, the first G loss's relative change.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def _fmt(value, spec: str) -> str:
 def format_table(title: str, results: dict[str, dict], task: str, timeout: float) -> str:
     """A plain-text table of one task's results."""
     columns = COLUMNS + TASK_COLUMNS[task]
-    head = ["mode", "prec", f"{'s/img' if task == 'infer' else 's/step'} (n)", *(c[0] for c in columns)]
+    head = ["mode", "runs as", f"{'s/img' if task == 'infer' else 's/step'} (n)", *(c[0] for c in columns)]
     rows = []
     for name, r in results.items():
         if r["status"] != "ok":
@@ -133,7 +134,7 @@ def format_table(title: str, results: dict[str, dict], task: str, timeout: float
             continue
         values, count = {**r, **r.get("accuracy", {})}, f"{r['n']}, cold" if r.get("cold") else r["n"]
         cells = [_fmt(values.get(key), spec) + ("x" if key == "speedup" else "") for _, key, spec in columns]
-        rows.append([name, r["precision"], f"{_fmt(r['median_s'], '.3f')} ({count})", *cells])
+        rows.append([name, r.get("path", r["precision"]), f"{_fmt(r['median_s'], '.3f')} ({count})", *cells])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
     lines = [title] + ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
                        for row in (head, ["-" * w for w in widths], *rows)]

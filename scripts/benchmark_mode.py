@@ -28,7 +28,8 @@ from data.image_io import PhotoPairs
 from data.synthesis import synthesize_linear
 from models import create_model
 from models.checkpoint import load_generator_weights
-from models.inference import separate
+from models.cr3net import set_winograd
+from models.inference import describe_path, separate
 from models.rawrr_training import RAWRRTrainer
 from options.train_options import TrainOptions
 from scripts.make_demo_dataset import DEMO_PHOTOS, skimage_data_dir
@@ -39,18 +40,22 @@ from util.measure import peak_rss_kib, status_kib, timed
 from util.metrics import psnr
 from util.precision import PRECISIONS, to_memory_format
 
-MODE_ALIASES = {"auto": "auto+cl", "compile": "auto+cl+compile", "upstream": "fp32+glibc"}
-MODE_FLAGS = ("cl", "compile", "jit", "nograd", "glibc")  # Mode's fields after the precision, in order
+MODE_ALIASES = {"compile": "auto+cl+compile", "upstream": "fp32+glibc+onednn"}
+MODE_FLAGS = ("compile", "jit", "nograd", "glibc", "onednn")  # Mode's boolean fields, in order
+FORMAT_TOKENS = {"cl": True, "nchw": False}  # memory format tokens (Mode.channels_last)
 SCENE_SEED = 0  # the photos, crops and mixing of the measured images (the same whatever the weights' seed)
 TRAIN_STEP = "RAWRRTrainer.optimize_parameters (G and D; MSE T/R + {} perceptual + LSGAN + RAW L1; Adam)"
 RESULT_TAG = "BENCHMARK_RESULT "  # the last line of output: this tag, then the result as JSON
 KIB = 1024
 MODES_HELP = (
-    "A mode is '+'-joined tokens: one precision (fp32 bf16 fp16 auto; default fp32), cl = channels_last, compile = "
+    "A mode is '+'-joined tokens: one precision (fp32 bf16 fp16 auto; default fp32), cl = channels_last or nchw "
+    "(default: NCHW for an explicit precision, the tools' own choice for auto: NCHW for fp32 on the CPU, else "
+    "channels_last), compile = "
     "torch.compile (first call reported apart), jit = torch.jit trace+freeze+optimize_for_inference (fp32 "
     "inference), nograd = torch.no_grad instead of inference_mode, glibc = glibc malloc's default behaviour whatever "
-    "--malloc says. 'auto' means auto+cl, 'compile' auto+cl+compile, 'upstream' fp32+glibc (upstream's path: fp32, "
-    "NCHW, no allocator change). "
+    "--malloc says, onednn = PyTorch's own convolution kernels (no NNPACK Winograd for fp32 NCHW on the CPU, as "
+    "CR3NET_WINOGRAD=0). 'compile' means auto+cl+compile, 'upstream' fp32+glibc+onednn (upstream's path: fp32, "
+    "NCHW, PyTorch's kernels, no allocator change). "
     "Each mode runs in a fresh subprocess. Speed-up = baseline seconds / mode seconds (--baseline, default fp32); "
     "PSNR of T_rgb against the baseline's."
 )
@@ -62,25 +67,30 @@ class Mode:
 
     name: str
     precision: str = "fp32"  # as asked: fp32, bf16, fp16 or auto
-    channels_last: bool = False
+    channels_last: bool | None = False  # None: the tools' own choice (util.precision.resolve_channels_last)
     compile: bool = False
     jit: bool = False
     nograd: bool = False
     glibc: bool = False  # glibc malloc's default behaviour (no util.allocator setup) whatever --malloc says
+    onednn: bool = False  # WinogradConv2d's NNPACK path off: PyTorch's own convolution kernels
 
 
 def parse_mode(name: str) -> Mode:
     """``'bf16+cl'`` -> Mode(precision='bf16', channels_last=True); UserError naming the choices otherwise."""
     tokens = MODE_ALIASES.get(name, name).split("+")
     precisions = [t for t in tokens if t in PRECISIONS]
-    unknown = [t for t in tokens if t not in PRECISIONS and t not in MODE_FLAGS]
-    if unknown or len(precisions) > 1 or len(set(tokens)) != len(tokens):
+    formats = [FORMAT_TOKENS[t] for t in tokens if t in FORMAT_TOKENS]
+    unknown = [t for t in tokens if t not in PRECISIONS and t not in MODE_FLAGS and t not in FORMAT_TOKENS]
+    if unknown or len(precisions) > 1 or len(formats) > 1 or len(set(tokens)) != len(tokens):
         raise UserError(
             f"--modes: cannot read {name!r}; a mode is '+'-joined tokens: at most one precision of "
-            f"{', '.join(PRECISIONS)} and any of {', '.join(MODE_FLAGS)} (aliases: "
+            f"{', '.join(PRECISIONS)}, at most one of {', '.join(FORMAT_TOKENS)} and any of {', '.join(MODE_FLAGS)} "
+            f"(aliases: "
             f"{', '.join(f'{k} = {v}' for k, v in MODE_ALIASES.items())}), e.g. bf16+cl"
         )
-    mode = Mode(name, precisions[0] if precisions else "fp32", *(flag in tokens for flag in MODE_FLAGS))
+    precision = precisions[0] if precisions else "fp32"
+    channels_last = formats[0] if formats else (None if precision == "auto" else False)
+    mode = Mode(name, precision, channels_last, *(flag in tokens for flag in MODE_FLAGS))
     if mode.jit and (mode.compile or mode.precision != "fp32"):
         raise UserError(f"--modes {name}: jit is measured in fp32 only and not together with compile")
     return mode
@@ -107,7 +117,8 @@ def train_options(spec: dict, mode: Mode):
             "--gpu_ids", "-1" if spec["device"] == "cpu" else "0", "--precision", mode.precision, "--seed",
             str(spec["seed"]), "--ngf", str(spec["ngf"]), "--num_cab", str(spec["num_cab"]), "--batch_size",
             str(spec["batch"])]
-    return TrainOptions().parse(argv + ([] if mode.channels_last else ["--no_channels_last"]), save=False)
+    memory_format = {True: ["--channels_last"], False: ["--no_channels_last"], None: []}[mode.channels_last]
+    return TrainOptions().parse(argv + memory_format, save=False)
 
 
 def timed_runs(step, spec: dict, device: torch.device) -> dict:
@@ -132,6 +143,8 @@ def measure(spec: dict) -> dict:
     mode = parse_mode(spec["mode"])
     if spec["malloc"] == "keep" and not mode.glibc:
         keep_buffers_mapped()
+    if mode.onednn:
+        set_winograd(False)
     opt = train_options(spec, mode)
     torch.manual_seed(opt.seed)
     model = create_model(opt)
@@ -139,14 +152,16 @@ def measure(spec: dict) -> dict:
         load_generator_weights(model.netG_T, spec["weights"])
     device = model.device
     load = os.getloadavg if hasattr(os, "getloadavg") else None
-    result = {"precision": model.precision, "load_before": load()[0] if load else None}
+    result = {"precision": model.precision, "channels_last": model.channels_last,
+              "path": describe_path(model.precision, device, model.channels_last),
+              "load_before": load()[0] if load else None}
     if spec["task"] == "infer":
         net = model.netG_T.eval().requires_grad_(False)
         scene = make_batch(1, *spec["size"])
         I_rgb, I_raw = scene["I_rgb"].to(device), scene["I_raw"].to(device)
         if mode.jit:
             with torch.no_grad():
-                inputs = tuple(to_memory_format(x, mode.channels_last) for x in (I_rgb, I_raw))
+                inputs = tuple(to_memory_format(x, model.channels_last) for x in (I_rgb, I_raw))
                 net = torch.jit.freeze(torch.jit.trace(net, inputs, check_trace=False))
                 net = torch.jit.optimize_for_inference(net)
         net = torch.compile(net) if mode.compile else net
@@ -154,7 +169,7 @@ def measure(spec: dict) -> dict:
 
         def step():
             with context():
-                out.update(separate(net, I_rgb, I_raw, model.precision, mode.channels_last))
+                out.update(separate(net, I_rgb, I_raw, model.precision, model.channels_last))
     else:
         if mode.jit:
             raise UserError(f"mode {mode.name}: jit is an inference-only mode")

@@ -8,10 +8,11 @@ user runs: one ``test.py`` process per mode over the same images (``scripts/make
 at ``--size``), start-up, data loading, LPIPS-free metrics and file writing included, and reads the process's wall
 time and its user and system CPU time (``resource.getrusage(RUSAGE_CHILDREN)``). The modes:
 
-* ``upstream``: ``--precision fp32 --no_channels_last`` with ``CR3NET_MALLOC=default`` (glibc's malloc left alone):
-  upstream's own path, the 1.00 reference;
-* ``fp32``, ``fp32+cl``, ``auto`` (= ``--precision auto``, channels_last: bf16 on a CPU with native bf16), ``bf16``:
-  ours, with the allocator setup of ``util/allocator.py``.
+* ``upstream``: ``--precision fp32 --no_channels_last`` with ``CR3NET_MALLOC=default`` (glibc's malloc left alone)
+  and ``CR3NET_WINOGRAD=0`` (PyTorch's own convolution kernels): upstream's own path, the 1.00 reference;
+* ``fp32`` (NCHW, NNPACK's Winograd 3x3 convolutions), ``fp32+cl`` (channels_last, oneDNN), ``auto`` (=
+  ``--precision auto`` with its memory format: bf16 + channels_last on a CPU with native bf16, else fp32 NCHW with
+  the Winograd convolutions), ``bf16``: ours, with the allocator setup of ``util/allocator.py``.
 
 Each mode's saved T images are compared with the reference's (PSNR on the 8-bit files, the worst image).
 """
@@ -45,9 +46,9 @@ from util.precision import cpu_has_native_bf16
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "upstream"
 MODES = {  # test.py flags and environment of each mode
-    "upstream": (["--precision", "fp32", "--no_channels_last"], {"CR3NET_MALLOC": "default"}),
+    "upstream": (["--precision", "fp32", "--no_channels_last"], {"CR3NET_MALLOC": "default", "CR3NET_WINOGRAD": "0"}),
     "fp32": (["--precision", "fp32", "--no_channels_last"], {}),
-    "fp32+cl": (["--precision", "fp32"], {}),
+    "fp32+cl": (["--precision", "fp32", "--channels_last"], {}),
     "bf16": (["--precision", "bf16"], {}),
     "auto": (["--precision", "auto"], {}),
 }

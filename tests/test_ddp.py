@@ -57,6 +57,7 @@ def test_two_gloo_processes_stay_in_sync(tmp_path):
         torch.set_num_threads(before)
     a = load_state_dict_file(exp / "final_net_G_T.pth")
     b = load_state_dict_file(tmp_path / "ck" / "single" / "final_net_G_T.pth")
-    for key in a:  # 3 Adam steps of lr 1e-4 move weights by ~3e-4; rounding differs far less
-
-        torch.testing.assert_close(a[key], b[key], atol=2e-6, rtol=1e-4, msg=key)
+    # 3 Adam steps of lr 1e-4 move weights by ~3e-4; rounding differs far less (up to 3.4e-6 measured in NCHW, where
+    # Adam's normalisation lifts the rounding of near-zero gradients; 2e-6 in channels_last)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=key)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models.checkpoint import infer_generator_shape, load_generator_weights, load_state_dict_file
-from models.cr3net import CR3Net, DilatedConv2d
+from models.cr3net import CR3Net, DilatedConv2d, WinogradConv2d
 from util.errors import UserError
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "docs" / "official_G_T_keys_ngf64.tsv"
@@ -237,5 +237,7 @@ def test_dilated_conv_weight_gradient_is_right_in_bf16_channels_last(channels):
 def test_generator_dilated_convolutions_are_the_corrected_module(net64):
     convs = [m for m in net64.modules() if isinstance(m, torch.nn.Conv2d) and m.dilation != (1, 1)]
     assert convs and all(type(m) is DilatedConv2d for m in convs)
-    assert all(type(m) is torch.nn.Conv2d for m in net64.modules()
-               if isinstance(m, torch.nn.Conv2d) and m.dilation == (1, 1))
+    plain = [type(m) for m in net64.modules() if isinstance(m, torch.nn.Conv2d) and m.dilation == (1, 1)]
+    # conv() builds the others as WinogradConv2d (3x3 and 1x1); the channel attention's 1x1 layers stay nn.Conv2d
+    assert set(plain) == {WinogradConv2d, torch.nn.Conv2d}
+    assert sum(kind is WinogradConv2d for kind in plain) > 100

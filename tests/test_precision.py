@@ -14,6 +14,8 @@ import torch.nn.functional as F
 
 import util.precision
 from data.synthesis import UPSTREAM_GAMMA
+from models import cr3net
+from models.cr3net import set_winograd
 from models.inference import separate
 from models.networks import define_G
 from scripts import benchmark, benchmark_mode
@@ -53,8 +55,14 @@ def net():
 
 @pytest.fixture(scope="module")
 def fp32_out(net, inputs):
-    with torch.inference_mode():
-        return separate(net, *inputs, precision="fp32", channels_last=False)
+    """The fp32 reference with PyTorch's own convolutions (WinogradConv2d's NNPACK path off; tests/test_winograd.py
+    checks that path against this one)."""
+    previous = set_winograd(False)
+    try:
+        with torch.inference_mode():
+            return separate(net, *inputs, precision="fp32", channels_last=False)
+    finally:
+        set_winograd(previous)
 
 
 def psnr_db(a, b):
@@ -197,27 +205,34 @@ def test_benchmark_mode_names():
     assert (m.precision, m.channels_last, m.compile, m.jit, m.nograd) == ("bf16", True, False, False, False)
     assert benchmark_mode.parse_mode("fp32") == benchmark_mode.Mode("fp32")
     auto = benchmark_mode.parse_mode("auto")
-    assert (auto.precision, auto.channels_last) == ("auto", True)
+    assert (auto.precision, auto.channels_last) == ("auto", None)  # the tools' own memory format
+    assert benchmark_mode.parse_mode("auto+nchw").channels_last is False
+    assert benchmark_mode.parse_mode("bf16").channels_last is False  # an explicit precision: NCHW unless +cl
     comp = benchmark_mode.parse_mode("compile")
     assert (comp.precision, comp.channels_last, comp.compile) == ("auto", True, True)
     assert benchmark_mode.parse_mode("fp32+cl+nograd").nograd
-    for bad in ("bf17+cl", "fp32+bf16", "cl+cl", "bf16+jit", "fp32+jit+compile"):
+    assert benchmark_mode.parse_mode("fp32+onednn").onednn
+    for bad in ("bf17+cl", "fp32+bf16", "cl+cl", "cl+nchw", "bf16+jit", "fp32+jit+compile"):
         with pytest.raises(UserError):
             benchmark_mode.parse_mode(bad)
 
 
 def test_upstream_baseline_is_fp32_nchw_without_the_allocator_setup(monkeypatch, tmp_path):
-    """--baseline upstream: fp32, NCHW, glibc's malloc untouched (the other modes keep large buffers mapped)."""
-    assert benchmark_mode.parse_mode("upstream") == benchmark_mode.Mode("upstream", glibc=True)
+    """--baseline upstream: fp32, NCHW, PyTorch's own convolution kernels, glibc's malloc untouched (the other modes
+    keep large buffers mapped; fp32 takes the Winograd convolutions where NNPACK works)."""
+    assert benchmark_mode.parse_mode("upstream") == benchmark_mode.Mode("upstream", glibc=True, onednn=True)
+    monkeypatch.setitem(cr3net._WINOGRAD, "enabled", True)  # measure() turns it off for upstream, in this process
     calls = []
     monkeypatch.setattr(benchmark_mode, "keep_buffers_mapped", lambda: calls.append(True))
     spec = benchmark.resolve_args(benchmark.build_parser().parse_args(
         ["--device", "cpu", "--ngf", "8", "--num_cab", "1", "--size", "32x48", "--repeats", "1", "--warmup", "0"]))
-    for mode in ("upstream", "fp32"):
+    for mode in ("fp32", "upstream", "fp32+onednn"):
         benchmark_mode.measure(dict(spec, task="infer", mode=mode, out=str(tmp_path / f"{mode}.pt")))
-    assert calls == [True]  # fp32 only
-    accuracy = benchmark_mode.compare_outputs(str(tmp_path / "fp32.pt"), str(tmp_path / "upstream.pt"))
+    assert calls == [True, True]  # fp32 and fp32+onednn
+    accuracy = benchmark_mode.compare_outputs(str(tmp_path / "fp32+onednn.pt"), str(tmp_path / "upstream.pt"))
     assert accuracy["identical"]
+    accuracy = benchmark_mode.compare_outputs(str(tmp_path / "fp32.pt"), str(tmp_path / "upstream.pt"))
+    assert accuracy["identical"] or accuracy["psnr_db"] > 90  # Winograd: fp32 rounding of its transforms
 
 
 def test_benchmark_sizes():
