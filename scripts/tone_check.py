@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""How much of a model's PSNR gain is global tone, and how much is separation: a check on test.py's saved results.
+
+    python test.py --dataroot datasets/val/real_zhang_heldout ... --results_dir results/zhang
+    python -m scripts.tone_check results/zhang/demo/test_final [more test.py result folders ...]
+
+A network that has not learned to separate can still gain PSNR over "do nothing" by changing the brightness of
+every image (the average light a reflection adds in training, taken away everywhere). This script reads the 8-bit
+images test.py saved (``images/<stem>_I.png``, ``<stem>_T.png``, ``<stem>_T_gt.png``) and reports, per folder, as
+means over its images (PSNR in dB on the saved 8-bit images, :func:`util.metrics.psnr`):
+
+* ``do nothing``: the input I scored as T;
+* ``model``: the predicted T;
+* ``tone of T on I``: the input multiplied per RGB channel by the prediction's own global gain
+  ``mean(T_pred) / mean(I)`` (sRGB values as saved), quantised like every saved image: what the model's brightness
+  and tint change alone scores, with the image content of the input;
+* ``separation``: model minus "tone of T on I", the part of the gain that a global gain does not explain
+  (mean and the smallest over the images);
+* ``best gain``: the input multiplied per channel by the least-squares gain against the ground truth
+  (``<I, T_gt> / <I, I>``), an oracle that knows T: the most any global per-channel gain can score;
+* ``T/I``: the prediction's brightness ratio ``mean(T_pred) / mean(I)`` over all channels (mean, min, max).
+
+Folders without ground truth (no ``*_T_gt.png``) are refused with a message naming them.
+"""
+
+from __future__ import annotations
+
+if not __package__:  # run as a file: the project's packages import only from the repository root
+    raise SystemExit("run it from the repository root as a module: python -m scripts.tone_check [flags]")
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from util.errors import UserError, run_cli
+from util.image_io import files_by_stem, read_rgb
+from util.metrics import json_safe, psnr
+
+SUFFIXES = ("_I", "_T", "_T_gt")  # test.py's names for the input, the predicted T and the ground-truth T
+
+
+def _gain_image(image_u8: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """``image_u8`` (H, W, 3) multiplied per channel by ``gains`` (3,), clamped and rounded to uint8 as saved images
+    are (``clamp(0, 1) * 255``, round)."""
+    scaled = image_u8.astype(np.float64) * gains.reshape(1, 1, 3)
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def channel_means(image_u8: np.ndarray) -> np.ndarray:
+    """Mean of each RGB channel of an (H, W, 3) image, float64 (3,)."""
+    return image_u8.reshape(-1, 3).astype(np.float64).mean(axis=0)
+
+
+def score_image(I_u8: np.ndarray, T_u8: np.ndarray, gt_u8: np.ndarray) -> dict[str, float]:
+    """The per-image figures of the module docstring for one (input, prediction, ground truth) triple (uint8)."""
+    if not (I_u8.shape == T_u8.shape == gt_u8.shape):
+        raise ValueError(f"image shapes differ: I {I_u8.shape}, T {T_u8.shape}, T_gt {gt_u8.shape}")
+    mean_I = channel_means(I_u8)
+    tone = channel_means(T_u8) / np.maximum(mean_I, 1e-6)
+    I64 = I_u8.reshape(-1, 3).astype(np.float64)
+    gt64 = gt_u8.reshape(-1, 3).astype(np.float64)
+    best = (I64 * gt64).sum(axis=0) / np.maximum((I64 * I64).sum(axis=0), 1e-6)
+    row = {
+        "do_nothing": psnr(gt_u8, I_u8),
+        "model": psnr(gt_u8, T_u8),
+        "tone_only": psnr(gt_u8, _gain_image(I_u8, tone)),
+        "best_gain": psnr(gt_u8, _gain_image(I_u8, best)),
+        "ratio": float(channel_means(T_u8).sum() / max(mean_I.sum(), 1e-6)),
+    }
+    row["separation"] = row["model"] - row["tone_only"]
+    return row
+
+
+def triples(folder: Path) -> dict[str, dict[str, Path]]:
+    """``{stem: {"_I": path, "_T": path, "_T_gt": path}}`` from a test.py result folder (or its ``images/``)."""
+    images = folder / "images" if (folder / "images").is_dir() else folder
+    found: dict[str, dict[str, Path]] = {}
+    for name, path in files_by_stem(images, (".png",), unique=True).items():
+        for suffix in sorted(SUFFIXES, key=len, reverse=True):  # "_T_gt" before "_T"
+            if name.endswith(suffix):
+                found.setdefault(name[: -len(suffix)], {})[suffix] = path
+                break
+    complete = {stem: parts for stem, parts in found.items() if len(parts) == len(SUFFIXES)}
+    if not complete:
+        raise UserError(f"{images} holds no complete <stem>_I.png / <stem>_T.png / <stem>_T_gt.png triple: point "
+                        "at a test.py result folder of a set with ground truth (testA1_rgb)")
+    return dict(sorted(complete.items()))
+
+
+def check_folder(folder: Path) -> dict:
+    """Per-image rows and their summary for one test.py result folder."""
+    rows = {stem: score_image(*(read_rgb(parts[s]) for s in SUFFIXES)) for stem, parts in triples(folder).items()}
+    values = {key: np.array([row[key] for row in rows.values()]) for key in next(iter(rows.values()))}
+    summary = {key: float(v.mean()) for key, v in values.items()}
+    summary.update(images=len(rows), worst_separation=float(values["separation"].min()),
+                   ratio_min=float(values["ratio"].min()), ratio_max=float(values["ratio"].max()))
+    return {"folder": str(folder), "summary": summary, "images": rows}
+
+
+def format_table(results: list[dict]) -> str:
+    """A Markdown table, one row per folder (PSNR in dB, gains over doing nothing)."""
+    lines = ["| results | images | do nothing | model (gain) | tone of T on I (gain) | separation (worst) | "
+             "best gain (oracle) | T/I (min-max) |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        s = r["summary"]
+        base = s["do_nothing"]
+        lines.append(
+            f"| {r['folder']} | {s['images']} | {base:.2f} | {s['model']:.2f} ({s['model'] - base:+.2f}) | "
+            f"{s['tone_only']:.2f} ({s['tone_only'] - base:+.2f}) | {s['separation']:+.2f} "
+            f"({s['worst_separation']:+.2f}) | {s['best_gain']:.2f} ({s['best_gain'] - base:+.2f}) | "
+            f"{s['ratio']:.3f} ({s['ratio_min']:.3f}-{s['ratio_max']:.3f}) |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("folders", nargs="+", type=Path,
+                   help="test.py result folders (RESULTS_DIR/NAME/test_EPOCH, or their images/ folder)")
+    p.add_argument("--json", default="", help="also write every image's figures and the summaries to this JSON file")
+    args = p.parse_args(argv)
+    results = [check_folder(folder) for folder in args.folders]
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(json_safe(results), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    run_cli(main)
