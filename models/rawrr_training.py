@@ -17,7 +17,9 @@ Beyond upstream, off by default: ``lambda_exclusion * Excl(T_pred_rgb, R_pred_rg
 of real samples (``is_real``) before the batch mean; and ``--real_tone_match``, which rescales each real sample's T
 targets (RGB and RAW) per channel to the prediction's level before the pixel and VGG terms
 (:func:`match_channel_gains`), so that the exposure and tint differences between the two shots of a real pair teach
-nothing.
+nothing; ``--synthetic_tone_match`` does the same for synthetic samples, whose brightness relation between I and T
+is the synthesis's random draw (glass transmittance, reflection gain), so that they teach what a global gain cannot
+(where the reflection is) and the real pairs alone teach the tone.
 
 Real and synthetic samples: synthetic samples and real triplets carry T and R targets in both domains; a real pair
 without a reflection layer (``has_R`` False, e.g. the RGB-only sets of Zhang et al.) has no R target, so the two R
@@ -92,6 +94,10 @@ def add_training_options(parser):
                   "(least-squares gain, no offset, clamped to [0.5, 2]) before the pixel and VGG terms: the two "
                   "shots of a real pair differ in exposure and tint by chance (Zhang et al.'s pairs: T/I brightness "
                   "0.52-1.01), which no network can predict; off = upstream")
+    add_flag_once(g, "--synthetic_tone_match", action="store_true",
+                  help="the same rescaling for synthetic samples: their T/I brightness is the synthesis's random "
+                  "draw (transmittance, reflection gain), so they then teach only what a global per-channel gain "
+                  "cannot fix (where the reflection is), and the tone comes from the real pairs; off = upstream")
     add_flag_once(g, "--ndf", type=int, default=64, help="filters of the first PatchGAN layer")
     add_flag_once(g, "--n_layers_D", type=int, default=3, help="strided layers of the PatchGAN")
     add_flag_once(g, "--vgg", default="auto", choices=VGG_KINDS,
@@ -151,24 +157,35 @@ def real_sample_weights(is_real: torch.Tensor | None, real_weight: float, batch:
     return torch.where(is_real.to(device).bool(), weights * real_weight, weights)
 
 
-TONE_GAIN_RANGE = (0.5, 2.0)  # --real_tone_match: limits of the per-channel gain fitted to a real sample's target
+TONE_GAIN_RANGE = (0.5, 2.0)  # --*_tone_match: limits of the per-channel gain fitted to a sample's T target
 
 
-def match_channel_gains(target: torch.Tensor, pred: torch.Tensor, is_real: torch.Tensor | None,
+def tone_match_samples(is_real: torch.Tensor | None, real: bool, synthetic: bool, batch: int) -> torch.Tensor | None:
+    """(B,) bool: the samples whose T targets :func:`match_channel_gains` rescales, real ones where ``real``
+    (``--real_tone_match``), synthetic ones where ``synthetic`` (``--synthetic_tone_match``); a batch without
+    ``is_real`` is all synthetic. None where neither flag is on."""
+    if not (real or synthetic):
+        return None
+    is_real = torch.zeros(batch, dtype=torch.bool) if is_real is None else is_real.bool()
+    return (is_real & real) | (~is_real & synthetic)
+
+
+def match_channel_gains(target: torch.Tensor, pred: torch.Tensor, samples: torch.Tensor | None,
                         gain_range: tuple[float, float] = TONE_GAIN_RANGE) -> torch.Tensor:
-    """``--real_tone_match``: ``target`` (B, C, H, W) with each real sample's channels multiplied by the gain ``g``
-    that minimises ``|g * target - pred|^2`` (``g = <target, pred> / <target, target>``, from the detached
-    prediction, clamped to ``gain_range``); synthetic samples (``is_real`` False) and a batch without ``is_real``
-    are returned unchanged. A gain without an offset: glass and exposure scale light, and an offset would also
-    absorb a hazy reflection, which is what the network must learn to remove."""
-    if is_real is None:
+    """``--real_tone_match`` / ``--synthetic_tone_match``: ``target`` (B, C, H, W) with the channels of each sample
+    that ``samples`` (B,) bool selects (:func:`tone_match_samples`) multiplied by the gain ``g`` that minimises
+    ``|g * target - pred|^2`` (``g = <target, pred> / <target, target>``, from the detached prediction, clamped to
+    ``gain_range``); the other samples, and every sample where ``samples`` is None, are returned unchanged. A gain
+    without an offset: glass and exposure scale light, and an offset would also absorb a hazy reflection, which is
+    what the network must learn to remove."""
+    if samples is None:
         return target
-    real = is_real.to(target.device).bool()
-    if not bool(real.any()):
+    chosen = samples.to(target.device).bool()
+    if not bool(chosen.any()):
         return target
     pred = pred.detach().to(target.dtype)
     gains = (target * pred).sum((2, 3)) / (target * target).sum((2, 3)).clamp(min=1e-8)
-    gains = torch.where(real[:, None], gains.clamp(*gain_range), torch.ones_like(gains))
+    gains = torch.where(chosen[:, None], gains.clamp(*gain_range), torch.ones_like(gains))
     return target * gains[:, :, None, None]
 
 
@@ -285,9 +302,10 @@ class RAWRRTrainer:
         pixel_weights = real_sample_weights(x.get("is_real"), getattr(opt, "lambda_real_pixel", 1.0),
                                             T_pred_rgb_f.shape[0], T_pred_rgb_f.device)
         T_rgb, T_raw = x["T_rgb"], x["T_raw"]
-        if getattr(opt, "real_tone_match", False):
-            T_rgb = match_channel_gains(T_rgb, T_pred_rgb_f, x.get("is_real"))
-            T_raw = match_channel_gains(T_raw, T_pred_raw.float(), x.get("is_real"))
+        matched = tone_match_samples(x.get("is_real"), getattr(opt, "real_tone_match", False),
+                                     getattr(opt, "synthetic_tone_match", False), T_rgb.shape[0])
+        T_rgb = match_channel_gains(T_rgb, T_pred_rgb_f, matched)
+        T_raw = match_channel_gains(T_raw, T_pred_raw.float(), matched)
         mse_T = F.mse_loss(T_pred_rgb_f, T_rgb, reduction="none")
         terms = {
             "G_MSE_T": (weighted_mean(mse_T, pixel_weights) if opt.pixel_loss == "mse"

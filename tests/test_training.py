@@ -315,6 +315,35 @@ def test_real_tone_match_leaves_synthetic_losses_and_removes_a_real_exposure_cha
     assert losses[True]["G_raw_T"].item() < losses[False]["G_raw_T"].item()
 
 
+def test_tone_match_samples_follows_the_two_flags():
+    from models.rawrr_training import tone_match_samples
+
+    is_real = torch.tensor([True, False, True])
+    assert tone_match_samples(is_real, False, False, 3) is None
+    assert tone_match_samples(is_real, True, False, 3).tolist() == [True, False, True]
+    assert tone_match_samples(is_real, False, True, 3).tolist() == [False, True, False]
+    assert tone_match_samples(is_real, True, True, 3).tolist() == [True, True, True]
+    assert tone_match_samples(None, False, True, 2).tolist() == [True, True]  # no is_real: all synthetic
+    assert tone_match_samples(None, True, False, 2).tolist() == [False, False]
+
+
+def test_synthetic_tone_match_removes_a_synthetic_brightness_error_and_leaves_real_samples(setup, tmp_path):
+    base, photos, _ = setup
+    trainer, batch = make_trainer(photos, tmp_path)
+    # a target 30 % darker than the scene: with the match a global gain costs nothing, without it a lot
+    darker = dict(batch, T_rgb=batch["T_rgb"] * 0.7, T_raw=batch["T_raw"] * 0.7)
+    losses = {}
+    for real, match in ((False, False), (False, True), (True, True)):
+        trainer.opt.synthetic_tone_match = match
+        trainer.set_input(dict(darker, is_real=torch.tensor([real, real])))
+        torch.manual_seed(0)
+        losses[real, match] = trainer.compute_losses()[2]
+    assert losses[False, True]["G_MSE_T"].item() < 0.8 * losses[False, False]["G_MSE_T"].item()
+    assert losses[False, True]["G_raw_T"].item() < losses[False, False]["G_raw_T"].item()
+    for name in ("G_MSE_T", "G_raw_T", "G_VGG"):  # real samples: --synthetic_tone_match leaves them alone
+        assert losses[True, True][name].item() == pytest.approx(losses[False, False][name].item(), rel=1e-6), name
+
+
 def test_pairs_only_real_folder_trains(setup, tmp_path):
     """A real folder of I/T pairs only (no RAW, no R), as Zhang et al.'s blended/transmission, trains: RAW from
     the inverse ISP, R losses off for those samples."""
