@@ -25,7 +25,7 @@ import torch
 
 from data import create_dataset, create_test_loader
 from models import create_model
-from models.evaluation import METRIC_COLUMNS, evaluate, mean_metrics
+from models.evaluation import METRIC_COLUMNS, TONE_COLUMNS, evaluate, mean_metrics
 from models.inference import describe_path
 from options.test_options import TestOptions
 from util.allocator import keep_buffers_mapped
@@ -35,7 +35,8 @@ from util.html_report import write_report
 from util.image_io import write_rgb
 from util.metrics import LPIPS, METRIC_CONVENTION, json_safe
 
-COLUMNS = ("stem", *METRIC_COLUMNS, "seconds")  # metrics.csv; metrics.json's means are of all but the stem
+# metrics.csv; metrics.json's means are of all but the stem
+COLUMNS = ("stem", *METRIC_COLUMNS, *TONE_COLUMNS, "seconds")
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-image", "lpips", "rawpy")
 
 
@@ -148,7 +149,9 @@ def write_results(opt, model, out_dir: Path, rows: list[dict], total: int, error
         "means": means,
         "metric_convention": {**METRIC_CONVENTION,
                               "rows": "T_* = predicted T vs ground-truth T; R_* = predicted R vs ground-truth R; "
-                              "I_* = input I vs ground-truth T (do-nothing baseline)"},
+                              "I_* = input I vs ground-truth T (do-nothing baseline); tone_psnr = the input times the "
+                              "prediction's per-channel gain mean(T)/mean(I) vs ground-truth T (util.tone), "
+                              "separation_psnr = T_psnr - tone_psnr, tone_ratio = mean(T)/mean(I)"},
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -181,6 +184,9 @@ def print_summary(means: dict, n: int, out_dir: Path) -> None:
             lp = means.get(f"{key}_lpips")
             print(f"{label:28s}{means[f'{key}_psnr']:9.2f}{means[f'{key}_ssim']:9.4f}"
                   f"{(f'{lp:9.4f}' if lp is not None else '        -')}")
+    if "tone_psnr" in means and "separation_psnr" in means:
+        print(f"{'tone of T on I':28s}{means['tone_psnr']:9.2f}   separation (T - tone) "
+              f"{means['separation_psnr']:+.2f} dB; T/I {means.get('tone_ratio', float('nan')):.3f}")
     if "seconds" in means:
         print(f"{n} image(s), {means['seconds']:.2f} s per image; results in {out_dir}")
 

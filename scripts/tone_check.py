@@ -7,7 +7,8 @@
 A network that has not learned to separate can still gain PSNR over "do nothing" by changing the brightness of
 every image (the average light a reflection adds in training, taken away everywhere). This script reads the 8-bit
 images test.py saved (``images/<stem>_I.png``, ``<stem>_T.png``, ``<stem>_T_gt.png``) and reports, per folder, as
-means over its images (PSNR in dB on the saved 8-bit images, :func:`util.metrics.psnr`):
+means over its images (PSNR in dB on the saved 8-bit images, :func:`util.metrics.psnr`; the arithmetic is
+:mod:`util.tone`'s, which also gives test.py its ``tone_psnr`` and ``separation_psnr`` columns):
 
 * ``do nothing``: the input I scored as T;
 * ``model``: the predicted T;
@@ -37,38 +38,16 @@ import numpy as np
 from util.errors import UserError, run_cli
 from util.image_io import files_by_stem, read_rgb
 from util.metrics import json_safe, psnr
+from util.tone import tone_scores
 
 SUFFIXES = ("_I", "_T", "_T_gt")  # test.py's names for the input, the predicted T and the ground-truth T
 
 
-def _gain_image(image_u8: np.ndarray, gains: np.ndarray) -> np.ndarray:
-    """``image_u8`` (H, W, 3) multiplied per channel by ``gains`` (3,), clamped and rounded to uint8 as saved images
-    are (``clamp(0, 1) * 255``, round)."""
-    scaled = image_u8.astype(np.float64) * gains.reshape(1, 1, 3)
-    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
-
-
-def channel_means(image_u8: np.ndarray) -> np.ndarray:
-    """Mean of each RGB channel of an (H, W, 3) image, float64 (3,)."""
-    return image_u8.reshape(-1, 3).astype(np.float64).mean(axis=0)
-
-
 def score_image(I_u8: np.ndarray, T_u8: np.ndarray, gt_u8: np.ndarray) -> dict[str, float]:
     """The per-image figures of the module docstring for one (input, prediction, ground truth) triple (uint8)."""
-    if not (I_u8.shape == T_u8.shape == gt_u8.shape):
-        raise ValueError(f"image shapes differ: I {I_u8.shape}, T {T_u8.shape}, T_gt {gt_u8.shape}")
-    mean_I = channel_means(I_u8)
-    tone = channel_means(T_u8) / np.maximum(mean_I, 1e-6)
-    I64 = I_u8.reshape(-1, 3).astype(np.float64)
-    gt64 = gt_u8.reshape(-1, 3).astype(np.float64)
-    best = (I64 * gt64).sum(axis=0) / np.maximum((I64 * I64).sum(axis=0), 1e-6)
-    row = {
-        "do_nothing": psnr(gt_u8, I_u8),
-        "model": psnr(gt_u8, T_u8),
-        "tone_only": psnr(gt_u8, _gain_image(I_u8, tone)),
-        "best_gain": psnr(gt_u8, _gain_image(I_u8, best)),
-        "ratio": float(channel_means(T_u8).sum() / max(mean_I.sum(), 1e-6)),
-    }
+    scores = tone_scores(I_u8, T_u8, gt_u8)
+    row = {"do_nothing": psnr(gt_u8, I_u8), "model": psnr(gt_u8, T_u8), "tone_only": scores["tone_psnr"],
+           "best_gain": scores["best_gain_psnr"], "ratio": scores["tone_ratio"]}
     row["separation"] = row["model"] - row["tone_only"]
     return row
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.evaluation import METRIC_COLUMNS, evaluate, mean_metrics
+from models.evaluation import METRIC_COLUMNS, TONE_COLUMNS, evaluate, mean_metrics
 from util.image_io import to_uint8
 from util.metrics import psnr
 
@@ -78,3 +78,33 @@ def test_mean_metrics_worst_gain_ignores_non_finite():
     assert mean_metrics(rows, ("gain_psnr",))["worst_gain_psnr"] == -1.0
     assert math.isnan(mean_metrics([{"T_psnr": 5.0}], ("T_psnr", "gain_psnr"))["worst_gain_psnr"])
     assert mean_metrics([], ("T_psnr",)) == {}
+
+
+class ScaleModel(ShiftModel):
+    """Predicts T = I * scale: a pure tone change, no separation."""
+
+    def __init__(self, scale: float):
+        super().__init__(0.0)
+        self.scale = scale
+
+    def test(self):
+        visuals = super().test()
+        visuals["T_pred_rgb"] = self.input["I_rgb"] * self.scale
+        return visuals
+
+
+def test_rows_split_the_gain_into_tone_and_separation():
+    rows, means = evaluate(ScaleModel(0.8), [item(0), item(1)], keys=(*METRIC_COLUMNS, *TONE_COLUMNS))
+    for row in rows:  # T is the input dimmed: the tone explains all of T's PSNR, whatever it is
+        assert row["tone_ratio"] == pytest.approx(0.8, abs=0.01)
+        assert abs(row["separation_psnr"]) < 0.05 and row["tone_psnr"] == pytest.approx(row["T_psnr"], abs=0.05)
+        assert row["separation_psnr"] == row["T_psnr"] - row["tone_psnr"]
+    assert means["separation_psnr"] == pytest.approx(sum(r["separation_psnr"] for r in rows) / 2)
+    # a model that moves pixels the gain cannot explain (a constant shift on a dim image) has a non-zero separation
+    shifted, _ = evaluate(ShiftModel(0.1), [item(0)])
+    assert abs(shifted[0]["separation_psnr"]) > 0.05
+    # without ground-truth T there is nothing to split
+    no_gt = item(2)
+    del no_gt["T_rgb"]
+    row = evaluate(ScaleModel(0.8), [no_gt])[0][0]
+    assert not set(TONE_COLUMNS) & set(row)

@@ -56,7 +56,15 @@ def test_test_py_writes_every_output(tiny):
     t = np.asarray(Image.open(out / "images" / "img01_T.png"))
     gt = np.asarray(Image.open(out / "images" / "img01_T_gt.png"))
     assert float(rows[1]["T_psnr"]) == pytest.approx(psnr(gt, t), abs=1e-5)
+    # the tone split of the same files, as scripts/tone_check.py computes it
+    from scripts.tone_check import check_folder
+
+    split = check_folder(out)["images"]["img01"]
+    assert float(rows[1]["tone_psnr"]) == pytest.approx(split["tone_only"], abs=1e-5)
+    assert float(rows[1]["separation_psnr"]) == pytest.approx(split["separation"], abs=1e-5)
     meta = json.loads((out / "metrics.json").read_text())
+    assert meta["means"]["separation_psnr"] == pytest.approx(
+        np.mean([float(r["separation_psnr"]) for r in rows]), abs=1e-5)
     assert meta["num_images"] == 2 and meta["ngf"] == 8 and meta["num_cab"] == 2
     assert meta["means"]["T_psnr"] == pytest.approx(np.mean([float(r["T_psnr"]) for r in rows]))
     assert "data_range=255" in meta["metric_convention"]["psnr"] and meta["versions"]["torch"]
