@@ -11,7 +11,7 @@ from training.distributed import any_rank, state_digest
 from training.interrupts import GracefulStop
 from training.loading import ResumableSampler, loader_seed
 from training.progress import ProgressMeter, due, format_seconds
-from training.validation import VAL_COLUMNS, drop_val_rows_after
+from training.validation import VAL_COLUMNS, drop_val_rows_after, upgrade_val_log
 from training.write_errors import write_errors_as_one_line
 from util.errors import UserError
 
@@ -73,6 +73,21 @@ def test_drop_val_rows_after(tmp_path):
     header = ",".join(VAL_COLUMNS) + "\n"
     path.write_text(header + "2,1,val,2\n4,1,val,2\n4,1,other,2\n")
     assert drop_val_rows_after(path, 3) == 2 and path.read_text() == header + "2,1,val,2\n"
+
+
+def test_an_older_val_log_gains_the_new_columns_in_place(tmp_path):
+    import csv
+
+    path = tmp_path / "val_log.csv"
+    old = [c for c in VAL_COLUMNS if c not in ("tone_psnr", "separation_psnr", "tone_ratio")]
+    path.write_text(",".join(old) + "\n" + ",".join(str(i) for i in range(len(old))) + "\n")
+    assert upgrade_val_log(path) and not upgrade_val_log(path)  # the second time: already current
+    rows = list(csv.DictReader(open(path, newline="")))
+    assert tuple(rows[0]) == VAL_COLUMNS and rows[0]["worst_gain_psnr"] == str(len(old) - 1)
+    assert rows[0]["iteration"] == "0" and rows[0]["separation_psnr"] == ""
+    (tmp_path / "other.csv").write_text("iteration,loss\n1,2\n")
+    with pytest.raises(UserError, match=r"other\.csv has columns iteration, loss"):
+        upgrade_val_log(tmp_path / "other.csv")
 
 
 def test_failed_write_is_one_line_naming_what_is_intact(tmp_path):

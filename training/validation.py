@@ -4,6 +4,7 @@ one row per set and validation appended to ``<exp>/val_log.csv``, and the learni
 from __future__ import annotations
 
 import csv
+import io
 from argparse import Namespace
 from pathlib import Path
 
@@ -15,15 +16,18 @@ from util.files import atomic_write_text
 from util.learning_curve import write_learning_curve
 from util.metrics import LPIPS
 
-VAL_METRICS = ("T_psnr", "T_ssim", "T_lpips", "I_psnr", "I_ssim", "I_lpips", "R_psnr", "R_ssim", "R_lpips", "gain_psnr")
-VAL_COLUMNS = ("iteration", "epoch", "set", "images", *VAL_METRICS, "worst_gain_psnr")  # val_log.csv
+VAL_METRICS = ("T_psnr", "T_ssim", "T_lpips", "I_psnr", "I_ssim", "I_lpips", "R_psnr", "R_ssim", "R_lpips", "gain_psnr",
+               "tone_psnr", "separation_psnr", "tone_ratio")
+# val_log.csv; the tone columns (util.tone) came last, after worst_gain_psnr, so that older logs extend in place
+VAL_COLUMNS = ("iteration", "epoch", "set", "images", *VAL_METRICS[:10], "worst_gain_psnr", *VAL_METRICS[10:])
 
 
 class Validator:
     """Validation on every ``--val_dataroot`` folder, each a set of its own, exactly as test.py scores it:
     ``models.evaluation.evaluate`` with the generator in eval mode. One row per set and validation goes to
     ``<exp>/val_log.csv`` (:data:`VAL_COLUMNS`); ``gain_psnr`` is the mean over images of T PSNR minus the input's
-    PSNR (the do-nothing baseline), ``worst_gain_psnr`` the smallest of those gains."""
+    PSNR (the do-nothing baseline), ``worst_gain_psnr`` the smallest of those gains, ``separation_psnr`` the part of
+    the gain that the prediction's global per-channel tone does not explain (``util.tone``)."""
 
     def __init__(self, opt):
         self.sets: list[tuple[str, object]] = []
@@ -66,6 +70,8 @@ class Validator:
         finally:
             net.train()
         new = not self.csv_path.is_file()
+        if not new:
+            upgrade_val_log(self.csv_path)
         with open(self.csv_path, "a", newline="") as f:
             writer = csv.writer(f)
             if new:
@@ -81,8 +87,9 @@ class Validator:
         for name, m in results.items():
             lp = f" LPIPS {m['T_lpips']:.4f} ({m['I_lpips']:.4f})" if "T_lpips" in m else ""
             r = f" | R {m['R_psnr']:.2f} dB" if "R_psnr" in m else ""
+            sep = f", separation {m['separation_psnr']:+.2f}" if "separation_psnr" in m else ""
             lines.append(f"validation {name} at iteration {iteration}: T {m['T_psnr']:.2f} dB "
-                         f"({m['gain_psnr']:+.2f} dB over the input, worst image {m['worst_gain_psnr']:+.2f}) "
+                         f"({m['gain_psnr']:+.2f} dB over the input, worst image {m['worst_gain_psnr']:+.2f}{sep}) "
                          f"SSIM {m['T_ssim']:.4f} ({m['I_ssim']:.4f}){lp}{r} on {m['images']} image(s)")
         return lines
 
@@ -97,6 +104,28 @@ class Validator:
 
 def _val_cell(value):
     return f"{value:.6f}" if isinstance(value, float) else value
+
+
+def upgrade_val_log(csv_path) -> bool:
+    """Rewrite a val_log.csv written with fewer columns (an older version's, resumed now) under :data:`VAL_COLUMNS`,
+    its rows kept with the new columns empty; atomic. Returns whether it was rewritten. A header with columns that
+    VAL_COLUMNS does not know is refused with a message naming the file."""
+    path = Path(csv_path)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header = tuple(reader.fieldnames or ())
+        if header == VAL_COLUMNS:
+            return False
+        if not set(header) <= set(VAL_COLUMNS) or "iteration" not in header:
+            raise UserError(f"{path} has columns {', '.join(header) or '(none)'}, not a val_log.csv of this "
+                            "version or an older one: move it away and resume again")
+        rows = list(reader)
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(VAL_COLUMNS)
+    writer.writerows([row.get(c) or "" for c in VAL_COLUMNS] for row in rows)
+    atomic_write_text(path, table.getvalue())
+    return True
 
 
 def drop_val_rows_after(csv_path, iteration: int) -> int:
