@@ -115,6 +115,19 @@ def test_learning_curve_png(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     main([str(log)])
     assert (tmp_path / "learning_curve.png").is_file()
+    # a log with the tone columns also draws the separation; a log mixing old and new rows (resumed) draws too
+    from matplotlib import pyplot as plt
+
+    drawn = []
+    real_plot = plt.Axes.plot
+    plt.Axes.plot = lambda self, *a, **k: drawn.append(k.get("label")) or real_plot(self, *a, **k)
+    try:
+        log.write_text(header.strip() + ",tone_psnr,separation_psnr,tone_ratio\n"
+                       + rows[0] + ",,,\n" + rows[2] + ",20.5,0.5,0.9\n")
+        write_learning_curve(log, tmp_path / "sep.png")
+    finally:
+        plt.Axes.plot = real_plot
+    assert "a (separation)" in drawn and read_val_log(log)["a"][1]["separation_psnr"] == 0.5
     (tmp_path / "bad.csv").write_text("iteration,epoch\n1,1\n")
     with pytest.raises(UserError, match="lacks the column"):
         main([str(tmp_path / "bad.csv")])
