@@ -97,11 +97,14 @@ def _range_option(opt, name: str, low: float, high: float) -> tuple[float, float
 
 
 def physical_config_from(opt) -> PhysicalConfig:
-    """The physical model's ranges with ``--reflection_gain`` and ``--transmittance`` applied."""
+    """The physical model's ranges with ``--reflection_gain``, ``--transmittance``, ``--exposure`` and
+    ``--shot_noise`` applied (the last two are log-uniform, so their ``LO`` must be above 0)."""
     return dataclasses.replace(
         DEFAULT_PHYSICAL_CONFIG,
         reflection_gain=_range_option(opt, "reflection_gain", 0.0, 10.0),
         transmittance=_range_option(opt, "transmittance", 0.01, 1.0),
+        exposure=_range_option(opt, "exposure", 0.01, 100.0),
+        shot_noise=_range_option(opt, "shot_noise", 1e-8, 0.1),
     )
 
 
@@ -183,8 +186,9 @@ class RawrrTrainDataset(Dataset):
 
     Options (``opt``): ``dataroot``; ``syn_model`` (``physical`` | ``upstream``, see :mod:`data.synthesis`);
     ``real_ratio`` (probability that a sample is real); ``crop_size`` (RGB side, multiple of 8);
-    ``samples_per_epoch`` (``len``); ``seed``; ``reflection_gain`` and ``transmittance`` (``(lo, hi)`` ranges of
-    the physical model, :class:`data.synthesis.PhysicalConfig`; its defaults when absent); ``raw_source``
+    ``samples_per_epoch`` (``len``); ``seed``; ``reflection_gain``, ``transmittance``, ``exposure`` and
+    ``shot_noise`` (``(lo, hi)`` ranges of the physical model, :class:`data.synthesis.PhysicalConfig`; its defaults
+    when absent); ``raw_source``
     (``sensor``, the default, or ``rgb``: every RAW made from its RGB, see the module doc).
 
     Synthetic samples: two different photos; ``physical``: a random ``S x S`` window of each (photos are cached
@@ -285,6 +289,26 @@ class RawrrTrainDataset(Dataset):
             metavar=("LO", "HI"),
             default=list(DEFAULT_PHYSICAL_CONFIG.transmittance),
             help="--syn_model physical: range of the glass transmittance applied to T",
+        )
+        add_flag_once(
+            parser,
+            "--exposure",
+            type=float,
+            nargs=2,
+            metavar=("LO", "HI"),
+            default=list(DEFAULT_PHYSICAL_CONFIG.exposure),
+            help="--syn_model physical: log-uniform range of a gain on all light reaching the sensor (targets "
+            "included): above 1 the RGB clips where the RAW keeps headroom, below 1 the scene is dark (1 1: no draw)",
+        )
+        add_flag_once(
+            parser,
+            "--shot_noise",
+            type=float,
+            nargs=2,
+            metavar=("LO", "HI"),
+            default=list(DEFAULT_PHYSICAL_CONFIG.shot_noise),
+            help="--syn_model physical: log-uniform range of the shot-noise variance per unit signal (Brooks et "
+            "al. 2019: 1e-4 to 1.2e-2 in all; the read noise follows)",
         )
         return parser
 

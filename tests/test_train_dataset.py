@@ -267,6 +267,28 @@ def test_physical_ranges_reach_the_synthesis(tmp_path):
     RawrrTrainDataset.modify_commandline_options(parser, True)
     opt = parser.parse_args(["--reflection_gain", "0.1", "0.4"])
     assert opt.reflection_gain == [0.1, 0.4] and opt.transmittance == [0.75, 1.0]
+    assert opt.exposure == [1.0, 1.0] and opt.shot_noise == [1e-4, 1e-3]
+
+
+def test_exposure_and_noise_ranges_reach_the_synthesis(tmp_path):
+    """--exposure and --shot_noise: drawn per sample in their ranges; a bright exposure clips the RGB where the RAW
+    keeps headroom (what a RAW input can add); the defaults draw no exposure at all (the same samples as before)."""
+    make_photos(tmp_path, n=3)
+    bright = RawrrTrainDataset(opt_for(tmp_path, exposure=[2.5, 3.0], shot_noise=[5e-3, 1e-2]))
+    assert bright.physical_config.exposure == (2.5, 3.0) and bright.physical_config.shot_noise == (5e-3, 1e-2)
+    default = RawrrTrainDataset(opt_for(tmp_path, exposure=[1.0, 1.0]))
+    clipped_rgb_only = 0
+    for index in range(3):
+        b, d = bright[index], default[index]
+        assert b["source"] == d["source"]  # the same photos: only the draws of the physical model differ
+        clipped_rgb_only += int(((b["I_rgb"].amax(0)[::2, ::2] >= 1.0) & (b["I_raw"].amax(0) < 0.99)).sum())
+        assert b["I_rgb"].mean() > d["I_rgb"].mean()
+    assert clipped_rgb_only > 0
+    assert torch.equal(default[0]["I_raw"], RawrrTrainDataset(opt_for(tmp_path))[0]["I_raw"])
+    with pytest.raises(UserError, match=r"--exposure 0 2: need 0.01 <= LO <= HI"):
+        RawrrTrainDataset(opt_for(tmp_path, exposure=[0.0, 2.0]))
+    with pytest.raises(UserError, match=r"--shot_noise"):
+        RawrrTrainDataset(opt_for(tmp_path, shot_noise=[1e-3, 1e-4]))
 
 
 def make_pairs(root, stems=("a", "b", "c"), size=(40, 44), seed=2, layout=("real_I_rgb", "real_T_rgb")):
