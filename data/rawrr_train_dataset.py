@@ -271,20 +271,20 @@ class RawrrTrainDataset(Dataset):
             help="never train on the ~1 in N photos and real pairs that scripts/make_val_sets.py --holdout_every N "
             "validates on (0 = train on everything)",
         )
-        range_flags = (
-            ("--reflection_gain", "reflection_gain", "range of the reflection's linear gain (glass reflectance x "
+        range_flags = (  # PhysicalConfig field (= flag name), help
+            ("reflection_gain", "range of the reflection's linear gain (glass reflectance x "
              "relative brightness of the reflected scene)"),
-            ("--transmittance", "transmittance", "range of the glass transmittance applied to T"),
-            ("--exposure", "exposure", "log-uniform range of a gain on all light reaching the sensor (targets "
+            ("transmittance", "range of the glass transmittance applied to T"),
+            ("exposure", "log-uniform range of a gain on all light reaching the sensor (targets "
              "included): above 1 the RGB clips where the RAW keeps headroom, below 1 the scene is dark (1 1: no "
              "draw)"),
-            ("--shot_noise", "shot_noise", "log-uniform range of the shot-noise variance per unit signal (Brooks et "
+            ("shot_noise", "log-uniform range of the shot-noise variance per unit signal (Brooks et "
              "al. 2019: 1e-4 to 1.2e-2 in all; the read noise follows)"),
         )
-        for flag, field, text in range_flags:
+        for field, text in range_flags:
             add_flag_once(
                 parser,
-                flag,
+                f"--{field}",
                 type=float,
                 nargs=2,
                 metavar=("LO", "HI"),
