@@ -156,7 +156,7 @@ def test_one_step_updates_g_and_d_with_finite_losses(setup, tmp_path):
     opt = trainer.opt
     total = (losses["G_MSE_T"] + losses["G_MSE_R"] + opt.lambda_vgg * losses["G_VGG"]
              + opt.lambda_gan * losses["G_GAN"] + losses["G_raw_T"] + losses["G_raw_R"])
-    assert losses["G"] == pytest.approx(total, rel=1e-5)  # G_excl is logged, its weight is 0 by default
+    assert losses["G"] == pytest.approx(total, rel=1e-5)  # G_excl and G_grad are logged, their weights are 0 by default
     assert losses["D"] == pytest.approx((losses["D_real"] + losses["D_fake"]) / 2, rel=1e-5)
     assert losses["real_fraction"] == 0  # photos only: every sample synthetic
     changed_g = [k for k, v in trainer.netG.state_dict().items() if not torch.equal(v, g0[k])]
@@ -239,6 +239,47 @@ def test_exclusion_loss_is_high_for_shared_edges_and_low_for_separate_ones():
     T, R = a.clone().requires_grad_(), b.clone().requires_grad_()
     exclusion_loss(T, R).sum().backward()
     assert T.grad.abs().sum() > 0 and R.grad.abs().sum() > 0
+
+
+def test_gradient_loss_sees_edges_not_brightness():
+    from models.losses import gradient_loss
+
+    gen = torch.Generator().manual_seed(1)
+    scene = torch.zeros(2, 3, 64, 64)
+    scene[..., 16:40, 20:44] = 0.6
+    edge = torch.zeros_like(scene)
+    edge[..., 30:34, :] = 0.3  # a thin reflection-like stripe with sharp edges
+    assert torch.count_nonzero(gradient_loss(scene, scene)) == 0
+    assert float(gradient_loss(scene + 0.2, scene).max()) < 1e-6  # an offset has no edges
+    kept = gradient_loss(scene + edge, scene)  # the stripe left in T
+    assert kept.shape == (2,) and bool((kept > 0.005).all())
+    # a per-channel gain changes it only in proportion to the scene's own edges
+    gain = torch.tensor([0.9, 0.8, 0.7]).view(1, 3, 1, 1)
+    torch.testing.assert_close(gradient_loss(scene * gain, scene), 0.2 * gradient_loss(torch.zeros_like(scene), scene))
+    pred = (scene + 0.1 * torch.rand(scene.shape, generator=gen)).requires_grad_()
+    gradient_loss(pred, scene).sum().backward()
+    assert pred.grad.abs().sum() > 0
+
+
+def test_gradient_loss_enters_the_generator_loss_as_a_t_pixel_term(setup, tmp_path):
+    from models.losses import gradient_loss
+
+    base, photos, _ = setup
+    trainer, batch = make_trainer(photos, tmp_path)
+    trainer.set_input(batch)
+    torch.manual_seed(0)
+    _, _, plain = trainer.compute_losses()
+    per_sample = gradient_loss(trainer.output["T_pred_rgb"].float(), batch["T_rgb"])
+    assert plain["G_grad"].item() == pytest.approx(per_sample.mean().item(), rel=1e-5) and plain["G_grad"].item() > 0
+    trainer.opt.lambda_grad = 2.0  # adds its weighted term to G
+    torch.manual_seed(0)
+    _, _, weighted = trainer.compute_losses()
+    assert weighted["G"].item() == pytest.approx(plain["G"].item() + 2.0 * plain["G_grad"].item(), rel=1e-5)
+    trainer.opt.lambda_real_pixel = 0.0  # a real sample's term goes with its other T pixel terms
+    trainer.set_input(dict(batch, is_real=torch.tensor([False, True])))
+    torch.manual_seed(0)
+    _, _, real = trainer.compute_losses()
+    assert real["G_grad"].item() == pytest.approx(per_sample[0].item() / 2, rel=1e-5)
 
 
 def test_exclusion_and_real_pixel_weight_enter_the_generator_loss(setup, tmp_path):
