@@ -70,6 +70,17 @@ class PerceptualLoss(nn.Module):
 EXCLUSION_LEVELS = 3  # scales of the exclusion loss: full, 1/2, 1/4 (Zhang et al. 2018 use three)
 
 
+def _scales(a: torch.Tensor, b: torch.Tensor, levels: int):
+    """Yield ``(a, b)`` (B, C, H, W) at full size and after each further 2x2 average pooling: ``levels`` pairs, fewer
+    where a side under 4 px would have to be pooled."""
+    for level in range(levels):
+        if level:
+            if min(a.shape[-2:]) < 4:
+                return
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+        yield a, b
+
+
 def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward differences of (B, C, H, W) along x (B, C, H, W-1) and y (B, C, H-1, W)."""
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
@@ -87,14 +98,9 @@ def exclusion_loss(T: torch.Tensor, R: torch.Tensor, levels: int = EXCLUSION_LEV
     ``T``, ``R``: (B, C, H, W), any float dtype (computed in float32). Returns (B,) float32: the mean over the scales
     and both directions, in [0, 1); about unchanged (up to eps) when a layer is multiplied by a constant.
     """
-    T, R = T.float(), R.float()
     per_level = []
-    for level in range(levels):
-        if level:
-            if min(T.shape[-2:]) < 4:
-                break
-            T, R = F.avg_pool2d(T, 2), F.avg_pool2d(R, 2)
-        for dT, dR in zip(_gradients(T), _gradients(R), strict=True):
+    for T_s, R_s in _scales(T.float(), R.float(), levels):
+        for dT, dR in zip(_gradients(T_s), _gradients(R_s), strict=True):
             aT, aR = dT.abs(), dR.abs()
             mT = aT.flatten(1).mean(1).detach().add(eps).view(-1, 1, 1, 1)
             mR = aR.flatten(1).mean(1).detach().add(eps).view(-1, 1, 1, 1)
@@ -115,13 +121,8 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = GRADIE
     per-channel gain changes only in proportion. Under the pixel MSE those edges weigh little beside the image's
     tone. ``pred``, ``target``: (B, C, H, W), any float dtype (computed in float32). Returns (B,) float32.
     """
-    pred, target = pred.float(), target.float()
     per_level = []
-    for level in range(levels):
-        if level:
-            if min(pred.shape[-2:]) < 4:
-                break
-            pred, target = F.avg_pool2d(pred, 2), F.avg_pool2d(target, 2)
-        for d_pred, d_target in zip(_gradients(pred), _gradients(target), strict=True):
+    for pred_s, target_s in _scales(pred.float(), target.float(), levels):
+        for d_pred, d_target in zip(_gradients(pred_s), _gradients(target_s), strict=True):
             per_level.append((d_pred - d_target).abs().flatten(1).mean(1))
     return torch.stack(per_level, 0).mean(0) * 2  # x and y: the mean over scales of their sum

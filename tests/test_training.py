@@ -261,28 +261,9 @@ def test_gradient_loss_sees_edges_not_brightness():
     assert pred.grad.abs().sum() > 0
 
 
-def test_gradient_loss_enters_the_generator_loss_as_a_t_pixel_term(setup, tmp_path):
+def test_exclusion_gradient_and_real_pixel_weight_enter_the_generator_loss(setup, tmp_path):
     from models.losses import gradient_loss
 
-    base, photos, _ = setup
-    trainer, batch = make_trainer(photos, tmp_path)
-    trainer.set_input(batch)
-    torch.manual_seed(0)
-    _, _, plain = trainer.compute_losses()
-    per_sample = gradient_loss(trainer.output["T_pred_rgb"].float(), batch["T_rgb"])
-    assert plain["G_grad"].item() == pytest.approx(per_sample.mean().item(), rel=1e-5) and plain["G_grad"].item() > 0
-    trainer.opt.lambda_grad = 2.0  # adds its weighted term to G
-    torch.manual_seed(0)
-    _, _, weighted = trainer.compute_losses()
-    assert weighted["G"].item() == pytest.approx(plain["G"].item() + 2.0 * plain["G_grad"].item(), rel=1e-5)
-    trainer.opt.lambda_real_pixel = 0.0  # a real sample's term goes with its other T pixel terms
-    trainer.set_input(dict(batch, is_real=torch.tensor([False, True])))
-    torch.manual_seed(0)
-    _, _, real = trainer.compute_losses()
-    assert real["G_grad"].item() == pytest.approx(per_sample[0].item() / 2, rel=1e-5)
-
-
-def test_exclusion_and_real_pixel_weight_enter_the_generator_loss(setup, tmp_path):
     base, photos, _ = setup
     trainer, batch = make_trainer(photos, tmp_path)
     trainer.set_input(batch)
@@ -291,13 +272,20 @@ def test_exclusion_and_real_pixel_weight_enter_the_generator_loss(setup, tmp_pat
     out = trainer.output
     per_sample_mse = ((out["T_pred_rgb"].float() - batch["T_rgb"]) ** 2).flatten(1).mean(1)
     per_sample_l1 = (out["T_pred_raw"].float() - batch["T_raw"]).abs().flatten(1).mean(1)
-    assert plain["G_excl"].item() > 0
+    per_sample_grad = gradient_loss(out["T_pred_rgb"].float(), batch["T_rgb"])
+    assert plain["G_excl"].item() > 0 and plain["G_grad"].item() > 0
+    assert plain["G_grad"].item() == pytest.approx(per_sample_grad.mean().item(), rel=1e-5)
     # lambda_exclusion adds its weighted term to G, nothing else changes
     trainer.opt.lambda_exclusion = 0.5
     torch.manual_seed(0)
     _, _, excl = trainer.compute_losses()
     assert excl["G"].item() == pytest.approx(plain["G"].item() + 0.5 * plain["G_excl"].item(), rel=1e-5)
     trainer.opt.lambda_exclusion = 0.0
+    trainer.opt.lambda_grad = 2.0  # so does lambda_grad
+    torch.manual_seed(0)
+    _, _, grad = trainer.compute_losses()
+    assert grad["G"].item() == pytest.approx(plain["G"].item() + 2.0 * plain["G_grad"].item(), rel=1e-5)
+    trainer.opt.lambda_grad = 0.0
     # a real sample's T pixel terms scale by lambda_real_pixel (0: they leave the loss); synthetic ones keep weight 1
     trainer.opt.lambda_real_pixel = 0.0
     trainer.set_input(dict(batch, is_real=torch.tensor([False, True])))
@@ -305,6 +293,7 @@ def test_exclusion_and_real_pixel_weight_enter_the_generator_loss(setup, tmp_pat
     _, _, real = trainer.compute_losses()
     assert real["G_MSE_T"].item() == pytest.approx(per_sample_mse[0].item() / 2, rel=1e-5)
     assert real["G_raw_T"].item() == pytest.approx(per_sample_l1[0].item() / 2, rel=1e-5)
+    assert real["G_grad"].item() == pytest.approx(per_sample_grad[0].item() / 2, rel=1e-5)  # a T pixel term too
     assert real["G_VGG"].item() == pytest.approx(plain["G_VGG"].item(), rel=1e-5)
     trainer.opt.pixel_loss = "psnr"  # the PSNR-balanced loss: a weight-0 sample drops out of its batch mean too
     torch.manual_seed(0)
