@@ -114,7 +114,8 @@ GRADIENT_LEVELS = 3  # scales of the gradient loss: full, 1/2, 1/4
 
 def gradient_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = GRADIENT_LEVELS) -> torch.Tensor:
     """L1 distance between the image gradients of two images, per sample, at ``levels`` scales (2x2 average pooling
-    between them): the mean over the scales of ``mean|d pred - d target|`` over x and y forward differences.
+    between them): at each scale ``mean|dx pred - dx target| + mean|dy pred - dy target|`` (forward differences),
+    averaged over the scales.
 
     A reflection is mostly its edges: where the predicted T keeps a reflection's edge (or smooths away one of the
     scene's), this term is large, whatever the image's overall brightness, which an offset leaves unchanged and a
@@ -123,6 +124,6 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = GRADIE
     """
     per_level = []
     for pred_s, target_s in _scales(pred.float(), target.float(), levels):
-        for d_pred, d_target in zip(_gradients(pred_s), _gradients(target_s), strict=True):
-            per_level.append((d_pred - d_target).abs().flatten(1).mean(1))
-    return torch.stack(per_level, 0).mean(0) * 2  # x and y: the mean over scales of their sum
+        pairs = zip(_gradients(pred_s), _gradients(target_s), strict=True)
+        per_level.append(sum((d_pred - d_target).abs().flatten(1).mean(1) for d_pred, d_target in pairs))
+    return torch.stack(per_level, 0).mean(0)

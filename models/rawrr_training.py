@@ -198,9 +198,10 @@ def match_channel_gains(target: torch.Tensor, pred: torch.Tensor, samples: torch
 
 
 def weighted_mean(errors: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Mean over the batch of each sample's mean error times its weight (``weights`` (B,) or None = all 1): a sample
-    of weight w counts w times as much as in the plain mean; weight 0 removes it."""
-    per_sample = errors.flatten(1).mean(1)
+    """Mean over the batch of each sample's mean error (``errors`` (B, ...), or (B,) per-sample values) times its
+    weight (``weights`` (B,) or None = all 1): a sample of weight w counts w times as much as in the plain mean;
+    weight 0 removes it."""
+    per_sample = errors.reshape(errors.shape[0], -1).mean(1)
     return per_sample.mean() if weights is None else (per_sample * weights).mean()
 
 
@@ -322,7 +323,7 @@ class RAWRRTrainer:
             "G_raw_T": weighted_mean(F.l1_loss(T_pred_raw.float(), T_raw, reduction="none"), pixel_weights),
             "G_raw_R": masked_mean(F.l1_loss(R_pred_raw.float(), x["R_raw"], reduction="none"), has_R),
             "G_excl": exclusion_loss(T_pred_rgb, R_pred_rgb).mean(),
-            "G_grad": weighted_mean(gradient_loss(T_pred_rgb_f, T_rgb)[:, None], pixel_weights),
+            "G_grad": weighted_mean(gradient_loss(T_pred_rgb_f, T_rgb), pixel_weights),
         }
         # G's adversarial term through the plain D (no DDP hooks: D's parameters get no gradient from it)
         self.netD.requires_grad_(False)
