@@ -16,6 +16,7 @@ Every unreadable, truncated, corrupt or non-Bayer file raises :class:`util.error
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,11 +133,66 @@ class CameraRaw:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+class _Records(logging.Handler):
+    """Collects the messages of a logger (here tifffile's, which logs unreadable tags as errors and goes on)."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _tiff_truncation(path: Path) -> str | None:
+    """Why a TIFF-based RAW (DNG, NEF, CR2, ARW, KDC, ...) is cut short, or None where nothing shows it is.
+
+    Two signs, read with tifffile from the IFDs and their SubIFDs: a tag whose value lies past the end of the file,
+    and an image strip or tile that ends past it. None also where the file is not TIFF-based (CR3, RAF, ...) or
+    tifffile cannot follow it: LibRaw's reading then stands alone. tifffile's own messages are kept off the console.
+    """
+    log, records = logging.getLogger("tifffile"), _Records()
+    level, propagate = log.level, log.propagate
+    log.addHandler(records)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+    try:
+        size, end = path.stat().st_size, 0
+        with tifffile.TiffFile(path) as tif:
+            pages = list(tif.pages)
+            while pages:
+                page = pages.pop()
+                if page.pages is not None:  # SubIFDs (DNG, NEF: the mosaic often lives there)
+                    page.pages.useframes = False
+                    pages.extend(page.pages)
+                offsets, counts = page.dataoffsets, page.databytecounts
+                if offsets and counts and len(offsets) == len(counts):
+                    end = max(end, max(int(o) + int(c) for o, c in zip(offsets, counts, strict=True)))
+    except Exception:
+        return None
+    finally:
+        log.removeHandler(records)
+        log.setLevel(level)
+        log.propagate = propagate
+    if end > size:
+        return f"its image data run to byte {end:,}, the file has {size:,} bytes"
+    if any("invalid value offset" in m for m in records.messages):
+        return f"its tags point past the end of its {size:,} bytes"
+    return None
+
+
 @contextlib.contextmanager
 def _open_raw(path: Path):
-    """Open and unpack ``path`` with LibRaw; every LibRaw failure becomes a ``UserError`` naming the file."""
+    """Open and unpack ``path`` with LibRaw; every LibRaw failure becomes a ``UserError`` naming the file.
+
+    A TIFF-based file cut before the end of its image data is refused before LibRaw sees it: LibRaw reads a file cut
+    before its image data without an error, into an uninitialised buffer.
+    """
     if not path.is_file():
         raise UserError(f"cannot read camera RAW {path}: no such file")
+    cut = _tiff_truncation(path)
+    if cut is not None:
+        raise UserError(f"cannot read camera RAW {path}: the file is truncated or damaged ({cut}); copy it again")
     raw = rawpy.RawPy()
     try:
         try:

@@ -384,6 +384,25 @@ def test_truncated_dng(shared_data, tmp_path):
         render_rgb(cut)
 
 
+def test_dng_cut_before_its_image_data(shared_data, tmp_path, capfd):
+    """LibRaw opens the first 2,000 bytes of the Blackmagic DNG (its header, no image data) without an error and
+    hands back an uninitialised mosaic; the file's own strip offsets show it is cut, and tifffile stays quiet."""
+    cut = tmp_path / "head.dng"
+    cut.write_bytes((shared_data / BLACKMAGIC).read_bytes()[:2000])
+    with rawpy.imread(str(cut)) as probe:  # the case this guards against: no LibRaw error
+        assert probe.raw_image_visible.shape == (2176, 4128)
+    for read in (read_camera_raw, render_rgb):
+        with pytest.raises(UserError, match=r"head\.dng: the file is truncated or damaged \(its image data run to "
+                                            r"byte 3,359,558, the file has 2,000 bytes\)"):
+            read(cut)
+    tags_cut = tmp_path / "tags.dng"  # cut inside the tag values: the strip offsets themselves are gone
+    tags_cut.write_bytes((shared_data / BLACKMAGIC).read_bytes()[:500])
+    with pytest.raises(UserError, match=r"tags\.dng: the file is truncated or damaged \(its tags point past"):
+        read_camera_raw(tags_cut)
+    assert "TiffTag" not in capfd.readouterr().err
+    assert read_camera_raw(shared_data / BLACKMAGIC).mosaic.shape == (2176, 4128)  # the whole file still reads
+
+
 def test_bad_files(tmp_path):
     junk = tmp_path / "junk.nef"
     junk.write_bytes(np.random.default_rng(0).bytes(50_000))
