@@ -58,6 +58,7 @@ from util.allocator import keep_buffers_mapped
 from util.dng import check_dng_writer, read_source_metadata
 from util.errors import FileSystemError, UserError, exit_fast, file_system_error, run_cli, unwrap_worker_error
 from util.files import link_problem
+from util.help import HelpFormatter
 from util.html_report import make_preview, write_before_after
 from util.image_io import RGB_EXTENSIONS, files_by_stem, to_uint8, to_uint16, write_rgb, write_rgb16
 from util.precision import (
@@ -89,7 +90,7 @@ class Job:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     p.add_argument("inputs", nargs="+", metavar="PATH",
                    help="camera RAW files (DNG, NEF, CR2, CR3, ARW, ORF, RW2, PEF, ...), each optionally followed by "

@@ -25,6 +25,7 @@ from models.cr3net import CA_REDUCTION
 from models.work_resolution import DEFAULT_GUIDE_EPS, DEFAULT_GUIDE_RADIUS
 from util.errors import UserError
 from util.files import atomic_write_text
+from util.help import HelpFormatter
 from util.precision import PRECISIONS, add_memory_format_flags
 
 DEFAULT_SEED = 0  # --seed, the one seed of a run (training data draws, weight init, data-loader workers)
@@ -76,7 +77,7 @@ class BaseOptions:
     def gather_options(self, argv):
         def make(add_help):
             return self.initialize(argparse.ArgumentParser(
-                description=self.description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, add_help=add_help
+                description=self.description, formatter_class=HelpFormatter, add_help=add_help
             ))
 
         # first pass without --help, to learn --model/--dataset_mode; the full parser then shows every flag

@@ -40,6 +40,7 @@ from models.cr3net import SIZE_MULTIPLE
 from options.base_options import DEFAULT_NGF, DEFAULT_NUM_CAB
 from scripts.benchmark_mode import MODES_HELP, RESULT_TAG, compare_outputs, parse_mode, train_options
 from util.errors import UserError, run_cli
+from util.help import HelpFormatter
 from util.measure import cpu_name
 from util.metrics import json_safe
 from util.precision import cpu_has_native_bf16, resolve_precision
@@ -144,7 +145,7 @@ def format_table(title: str, results: dict[str, dict], task: str, timeout: float
 
 def build_parser(defaults: dict = DEFAULTS) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=MODES_HELP,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run")
     p.add_argument("--ngf", type=int, default=defaults["ngf"], help=f"generator width (--quick: {QUICK['ngf']})")
     p.add_argument("--num_cab", type=int, default=defaults["num_cab"],

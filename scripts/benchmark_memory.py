@@ -31,6 +31,7 @@ from models.networks import define_G
 from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, separate_tiled, tile_starts
 from options.base_options import DEFAULT_NGF, DEFAULT_NUM_CAB
 from util.allocator import keep_buffers_mapped
+from util.help import HelpFormatter
 from util.image_io import quantize
 from util.measure import peak_rss_gib
 from util.precision import PRECISIONS, resolve_precision, to_memory_format
@@ -76,7 +77,7 @@ def write_dng(path: Path, h: int, w: int) -> bool:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--megapixels", type=float, default=24.0, help="photo size (3:2)")
     p.add_argument("--ngf", type=int, default=DEFAULT_NGF)
     p.add_argument("--num_cab", type=int, default=DEFAULT_NUM_CAB)

@@ -38,6 +38,7 @@ from models.cr3net import NUM_CAB, RELEASED_NGF
 from models.networks import define_G
 from scripts import make_demo_dataset
 from util.errors import UserError, run_cli
+from util.help import HelpFormatter
 from util.image_io import files_by_stem, read_rgb
 from util.measure import cpu_name
 from util.metrics import json_safe, psnr
@@ -82,7 +83,7 @@ def worst_psnr(images: Path, reference: Path) -> float:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--num", type=int, default=3, help="images")
     p.add_argument("--size", default="448x640", help="RGB HxW of the images (upstream's test size)")
     p.add_argument("--ngf", type=int, default=RELEASED_NGF, help="generator width (random weights)")

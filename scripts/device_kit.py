@@ -38,6 +38,7 @@ import torch
 from data.splits import DEFAULT_HOLDOUT_EVERY, is_held_out
 from util.backbones import ALEXNET_FILE, VGG16_FILE, ensure_backbones
 from util.errors import UserError, run_cli
+from util.help import HelpFormatter
 from util.html_report import make_preview
 from util.image_io import RGB_EXTENSIONS, files_by_stem, read_rgb, write_rgb
 
@@ -115,7 +116,7 @@ def download_wheels(dst: Path) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the shared data folder")
     p.add_argument("--out", type=Path, default=REPO / ".device_kit", help="kit folder (git-ignored)")
     p.add_argument("--holdout_every", type=int, default=DEFAULT_HOLDOUT_EVERY, help="as train.py's: held-out "

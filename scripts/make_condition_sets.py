@@ -22,6 +22,7 @@ from pathlib import Path
 from data.condition_sets import CONDITIONS, DEFAULT_NUM, DEFAULT_SEED, DEFAULT_SIZE, make_condition_sets, parse_size_hw
 from data.splits import DEFAULT_HOLDOUT_EVERY
 from util.errors import run_cli
+from util.help import HelpFormatter
 
 DEFAULT_OUT = "datasets/conditions"
 SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
@@ -29,7 +30,7 @@ SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photo
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--out", default=DEFAULT_OUT, help="folder that receives one sub-folder per condition")
     p.add_argument("--photos", default=str(SHARED_PHOTOS), help="photo folder: train.py's --dataroot")
     p.add_argument("--holdout_every", type=int, default=DEFAULT_HOLDOUT_EVERY, metavar="N",

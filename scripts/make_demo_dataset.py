@@ -36,6 +36,7 @@ from pathlib import Path
 
 from util import generated_folder
 from util.errors import UserError, run_cli
+from util.help import HelpFormatter
 
 GENERATOR = "scripts/make_demo_dataset.py"
 FORMAT_VERSION = 1  # bump when the generated data changes for the same arguments
@@ -252,7 +253,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description="Make the deterministic CR3Net demo test set (synthetic RAW+RGB reflection triplets from "
         "scikit-image's bundled photos) in the upstream test layout.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (replaced as a whole when regenerated)")
     parser.add_argument("--num", type=int, default=DEFAULT_NUM, help="number of triplets")

@@ -39,6 +39,7 @@ from pathlib import Path
 from data.splits import DEFAULT_HOLDOUT_EVERY, is_held_out
 from util import generated_folder
 from util.errors import UserError, run_cli
+from util.help import HelpFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = "scripts/make_val_sets.py"
@@ -222,7 +223,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--out", default=DEFAULT_OUT, help="folder that receives one sub-folder per set")
     p.add_argument("--zhang", default=str(SHARED / "reflection" / "zhang_real"),
                    help="Zhang et al.'s real pairs (blended/ + transmission/); empty = skip the set")

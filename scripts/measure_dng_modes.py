@@ -42,6 +42,7 @@ from options.base_options import resolve_device
 from remove_reflection import DEFAULT_CHECKPOINT, load_network
 from util.dng import read_source_metadata
 from util.errors import UserError, run_cli
+from util.help import HelpFormatter
 from util.image_io import to_uint8
 from util.metrics import json_safe, psnr
 from util.precision import PRECISIONS, resolve_precision, to_memory_format
@@ -51,7 +52,7 @@ DEFAULT_RAW_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("photos", nargs="*", help=f"camera RAW files (default: every RAW file in {DEFAULT_RAW_DIR})")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="generator weights")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size (as remove_reflection.py)")

@@ -68,6 +68,7 @@ from scripts import benchmark_memory
 from util import generated_folder
 from util.allocator import keep_buffers_mapped
 from util.errors import UserError, run_cli
+from util.help import HelpFormatter
 from util.image_io import to_uint8
 from util.measure import cpu_name, peak_rss_gib, reset_peak_rss, synchronize
 from util.metrics import json_safe, psnr, ssim
@@ -378,7 +379,7 @@ def measure_timing(args, device, precision) -> dict:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--megapixels", type=float, default=0.0,
                    help="timing mode: a synthetic photo of this many megapixels (e.g. 24); 0 = the quality mode")
     p.add_argument("--checkpoint", default=None,

@@ -69,6 +69,7 @@ from data.condition_sets import (
 from data.splits import DEFAULT_HOLDOUT_EVERY
 from util.errors import UserError, run_cli
 from util.files import atomic_write, atomic_write_text
+from util.help import HelpFormatter
 from util.measure import cpu_name
 from util.precision import PRECISIONS
 
@@ -111,7 +112,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     """The study's flags and the list of flags passed to train.py unchanged."""
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], allow_abbrev=False,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="Any other flag goes to train.py unchanged, e.g. --vgg vgg16 --num_threads 2 --real_dataroot DIR.")
     p.add_argument("--out", default=DEFAULT_OUT, help="study folder (sets, runs, evaluations, results)")
     p.add_argument("--dataroot", required=True,

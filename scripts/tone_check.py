@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from util.errors import UserError, run_cli
+from util.help import HelpFormatter
 from util.image_io import files_by_stem, read_rgb
 from util.metrics import json_safe, psnr
 from util.tone import tone_scores
@@ -95,7 +96,7 @@ def format_table(results: list[dict]) -> str:
 
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("folders", nargs="+", type=Path,
                    help="test.py result folders (RESULTS_DIR/NAME/test_EPOCH, or their images/ folder)")
     p.add_argument("--json", default="", help="also write every image's figures and the summaries to this JSON file")

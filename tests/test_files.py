@@ -140,3 +140,22 @@ def test_scripts_run_as_files_name_the_command_that_works():
         result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=repo)
         assert result.returncode == 1, script.name
         assert f"python -m scripts.{script.stem}" in result.stderr and "Traceback" not in result.stderr, script.name
+
+
+def test_help_states_each_default_once():
+    """--help of the three commands: no "(default: None)", "(default: False)" or "(default: )" noise, no help that
+    states its default twice, and the plain defaults still shown."""
+    import re
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    for command, shown in (("test.py", "(default: 0)"), ("train.py", "(default: 0.0001)"),
+                           ("remove_reflection.py", "(default: 95)")):
+        result = subprocess.run([sys.executable, command, "--help"], capture_output=True, text=True, cwd=repo)
+        assert result.returncode == 0, result.stderr
+        text = re.sub(r"\s+", " ", result.stdout)
+        for noise in ("(default: None)", "(default: False)", "(default: True)", "(default: )", "(default: [])"):
+            assert noise not in text, (command, noise)
+        assert not re.search(r"\(default[^()]*\) \(default:", text), command
+        assert shown in text, command
