@@ -1,19 +1,22 @@
 """Remove reflections from your own photos: camera RAW files (with or without the camera's JPEGs), full resolution.
 
     python remove_reflection.py PHOTO.dng [PHOTO.jpg] -o OUT_DIR
+    python remove_reflection.py PHONE.jpg -o OUT_DIR           # no RAW: the RAW input is made from the JPEG
     python remove_reflection.py FOLDER -o OUT_DIR --save_reflection
     python remove_reflection.py FOLDER -o OUT_DIR --raw_out --format tiff16 --page     # for a RAW developer
     python remove_reflection.py FOLDER -o OUT_DIR --work_megapixels 2      # fast: the network at about 2 megapixels
 
 For each RAW file the RGB side is the camera's JPEG beside it (same stem: x.NEF + x.JPG) or given right after it,
-else an sRGB rendering of the RAW itself (camera white balance, no auto-brightness). Writes ``<stem>_T.png`` (and
-``<stem>_R.png`` with ``--save_reflection``) at the photo's full resolution and viewing orientation; ``--format jpg``
-or ``tiff16`` (16-bit TIFF of the float result, ``<stem>_T.tif``) instead. ``--raw_out`` adds ``<stem>_T.dng``: the
-photo's own RAW with the reflection removed, with its metadata, for a RAW developer (:mod:`data.raw_out`).
-``--page`` adds ``index.html``: each photo beside its result (and its reflection), as previews in ``previews/``
-that link to the full files. The network runs at full resolution in tiles, or with ``--work_megapixels MP`` on the
-photo scaled down to about MP megapixels, its result carried to full resolution by a guided filter
-(:mod:`models.work_resolution`): minutes instead of hours for a large photo on a CPU.
+else an sRGB rendering of the RAW itself (camera white balance, no auto-brightness). A photo without a RAW file (a
+JPEG given alone, not right after a RAW; a JPEG in a folder with no RAW of its stem) runs as the RGB-only twin: the
+network's RAW input is made from the JPEG by the fixed inverse ISP of :mod:`data.pseudo_raw`. Writes
+``<stem>_T.png`` (and ``<stem>_R.png`` with ``--save_reflection``) at the photo's full resolution and viewing
+orientation; ``--format jpg`` or ``tiff16`` (16-bit TIFF of the float result, ``<stem>_T.tif``) instead.
+``--raw_out`` adds ``<stem>_T.dng``: the photo's own RAW with the reflection removed, with its metadata, for a RAW
+developer (:mod:`data.raw_out`). ``--page`` adds ``index.html``: each photo beside its result (and its reflection),
+as previews in ``previews/`` that link to the full files. The network runs at full resolution in tiles, or with
+``--work_megapixels MP`` on the photo scaled down to about MP megapixels, its result carried to full resolution by
+a guided filter (:mod:`models.work_resolution`): minutes instead of hours for a large photo on a CPU.
 
 Nothing is overwritten by surprise: output names are planned before any inference; photos that share a name
 (``a/x.NEF b/x.NEF``, ``x.KDC x.kdc``) get ``x_T``, ``x-2_T``, ... (printed); a file of those names (results, DNGs,
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from data.camera_raw import (
@@ -41,6 +45,7 @@ from data.camera_raw import (
     read_camera_raw,
     render_rgb,
 )
+from data.pseudo_raw import pseudo_packed_raw
 from data.raw_out import (
     DEFAULT_RAW_MOSAIC,
     MODES_USING_T_PRED_RAW,
@@ -60,7 +65,7 @@ from util.errors import FileSystemError, UserError, exit_fast, file_system_error
 from util.files import link_problem
 from util.help import HelpFormatter
 from util.html_report import make_preview, write_before_after
-from util.image_io import RGB_EXTENSIONS, files_by_stem, to_uint8, to_uint16, write_rgb, write_rgb16
+from util.image_io import RGB_EXTENSIONS, files_by_stem, read_rgb, to_uint8, to_uint16, write_rgb, write_rgb16
 from util.precision import (
     PRECISIONS,
     add_memory_format_flags,
@@ -83,9 +88,14 @@ PREVIEW_QUALITY = 90  # JPEG quality of the previews
 
 @dataclass
 class Job:
-    raw: Path
+    raw: Path | None  # the camera RAW; None = an RGB photo alone (its RAW input made by the inverse ISP)
     rgb: Path | None  # the camera's JPEG (or another RGB file of the same photo); None = render from the RAW
-    name: str = ""  # output name stem: the RAW's stem, or <stem>-2, ... where photos share one (plan_outputs)
+    name: str = ""  # output name stem: the photo's stem, or <stem>-2, ... where photos share one (plan_outputs)
+
+    @property
+    def photo(self) -> Path:
+        """The file that names this photo: its RAW, else its RGB image."""
+        return self.raw if self.raw is not None else self.rgb
 
 
 def parse_args(argv):
@@ -94,7 +104,7 @@ def parse_args(argv):
     )
     p.add_argument("inputs", nargs="+", metavar="PATH",
                    help="camera RAW files (DNG, NEF, CR2, CR3, ARW, ORF, RW2, PEF, ...), each optionally followed by "
-                   "its JPEG, and/or folders of them")
+                   "its JPEG; JPEGs (or other RGB images) without a RAW; and/or folders of them")
     p.add_argument("-o", "--out_dir", required=True, help="folder for the results")
     p.add_argument("--save_reflection", action="store_true", help="also write the reflection <stem>_R")
     p.add_argument("--format", default="png", choices=tuple(FORMAT_EXTENSIONS),
@@ -150,28 +160,54 @@ def parse_args(argv):
 
 
 def collect_jobs(inputs) -> list[Job]:
-    """RAW files (with an optional JPEG right after each) and folders -> jobs, in the order given. A RAW without a
-    JPEG given after it takes the JPEG of its stem beside it (``x.NEF`` + ``x.JPG``; two such JPEGs are an error)."""
+    """RAW files (with an optional JPEG right after each), RGB photos without a RAW, and folders -> jobs, in the
+    order given.
+
+    A RAW without a JPEG given after it takes the JPEG of its stem beside it (``x.NEF`` + ``x.JPG``; two such JPEGs are
+    an error). An RGB image right after a RAW file is that RAW's JPEG; anywhere else it is a photo of its own, run
+    with a RAW made from it (the RGB-only twin). A folder gives its RAW files and the JPEGs that no RAW of the folder
+    takes (other RGB formats in a folder are left alone: earlier results may lie there).
+    """
     jobs: list[Job] = []
+    after_raw = False  # the previous argument was a RAW file that has no RGB image given after it yet
     for arg in inputs:
         path = Path(arg)
+        raw_file = False
         if path.is_dir():
             raws = sorted(p for p in path.iterdir() if p.is_file() and is_camera_raw(p))
-            if not raws:
-                raise UserError(f"folder {path} holds no camera RAW file (DNG, NEF, CR2, CR3, ARW, ...)")
             jpegs = files_by_stem(path, JPEG_EXTENSIONS, unique=True)
+            stems = {r.stem for r in raws}
+            alone = sorted(p for stem, p in jpegs.items() if stem not in stems)
+            if not raws and not alone:
+                raise UserError(f"folder {path} holds no photo: no camera RAW file (DNG, NEF, CR2, CR3, ARW, ...) "
+                                "and no JPEG")
             jobs.extend(Job(r, jpegs.get(r.stem)) for r in raws)
+            jobs.extend(Job(None, p) for p in alone)
         elif not path.exists():
             raise UserError(f"{path} does not exist")
         elif is_camera_raw(path):
             jobs.append(Job(path, files_by_stem(path.parent, JPEG_EXTENSIONS, unique=True).get(path.stem)))
+            raw_file = True
         elif path.suffix.lower() in RGB_EXTENSIONS:
-            if not jobs or jobs[-1].raw.is_dir():
-                raise UserError(f"{path} is an RGB image; give it right after its RAW file (PHOTO.dng PHOTO.jpg)")
-            jobs[-1].rgb = path
+            if after_raw:
+                jobs[-1].rgb = path
+            else:
+                jobs.append(Job(None, path))
         else:
-            raise UserError(f"{path}: unsupported file type {path.suffix!r}; expected a camera RAW file or a folder")
+            raise UserError(f"{path}: unsupported file type {path.suffix!r}; expected a camera RAW file, an RGB "
+                            "photo (JPEG, PNG, TIFF, ...) or a folder")
+        after_raw = raw_file
     return jobs
+
+
+def check_jobs(jobs: list[Job], args) -> None:
+    """Refuse, before any inference, what a photo without a RAW file cannot give (``--raw_out``)."""
+    if args.raw_out:
+        alone = [job.rgb for job in jobs if job.raw is None]
+        if alone:
+            more = f" and {len(alone) - 1} more" if len(alone) > 1 else ""
+            raise UserError(f"--raw_out writes the photo's own RAW without the reflection, and {alone[0]}{more} has "
+                            "no RAW file; give its RAW file (PHOTO.dng PHOTO.jpg) or drop --raw_out")
 
 
 def result_kinds(args) -> tuple[str, ...]:
@@ -181,7 +217,7 @@ def result_kinds(args) -> tuple[str, ...]:
 def job_outputs(out_dir: Path, job: Job, args) -> dict[str, Path]:
     """Every file this run writes for ``job``, by kind: ``T`` and ``R`` (results, ``--format``), ``T_dng``
     (``--raw_out``), ``preview_I``, ``preview_T``, ``preview_R`` (``--page``)."""
-    name = job.name or job.raw.stem
+    name = job.name or job.photo.stem
     ext = FORMAT_EXTENSIONS[args.format]
     files = {kind: out_dir / f"{name}_{kind}.{ext}" for kind in result_kinds(args)}
     if args.raw_out:
@@ -203,14 +239,14 @@ def plan_outputs(jobs: list[Job], out_dir: Path, args) -> None:
     """
     seen: dict[Path, Path] = {}
     for job in jobs:
-        key = job.raw.resolve()
+        key = job.photo.resolve()
         if key in seen:
-            raise UserError(f"{job.raw} is given twice (also as {seen[key]}); give each photo once")
-        seen[key] = job.raw
-    taken = {job.raw.stem.casefold() for job in jobs}
+            raise UserError(f"{job.photo} is given twice (also as {seen[key]}); give each photo once")
+        seen[key] = job.photo
+    taken = {job.photo.stem.casefold() for job in jobs}
     first_with: dict[str, Job] = {}
     for job in jobs:
-        stem = job.raw.stem
+        stem = job.photo.stem
         if stem.casefold() not in first_with:
             first_with[stem.casefold()] = job
             job.name = stem
@@ -220,8 +256,8 @@ def plan_outputs(jobs: list[Job], out_dir: Path, args) -> None:
             number += 1
         job.name = f"{stem}-{number}"
         taken.add(job.name.casefold())
-        print(f"note: {first_with[stem.casefold()].raw} and {job.raw} share the name {stem}: the results of "
-              f"{job.raw} are named {job.name}_*")
+        print(f"note: {first_with[stem.casefold()].photo} and {job.photo} share the name {stem}: the results of "
+              f"{job.photo} are named {job.name}_*")
 
     problem = link_problem(out_dir)
     if problem:
@@ -281,20 +317,38 @@ class PhotoResult:
     seconds: dict[str, float]  # wall time of each stage: read (RAW, RGB), remove (the network and upsampling), write
 
 
+def rgb_only_inputs(rgb_u8: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's inputs for an RGB photo without a RAW file: ``I_rgb`` (1, 3, H', W') and the packed RAW made
+    from it by the fixed inverse ISP (:func:`data.pseudo_raw.pseudo_packed_raw`, as for RGB-only pairs in training
+    and evaluation), (1, 4, H'/2, W'/2). An odd height or width is padded by one repeated row or column (a Bayer
+    mosaic is even); the caller crops the results back to (H, W)."""
+    I_rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1)[None].float().div_(255)
+    h, w = rgb_u8.shape[:2]
+    if h % 2 or w % 2:
+        I_rgb = F.pad(I_rgb, (0, w % 2, 0, h % 2), mode="replicate")
+    return I_rgb, pseudo_packed_raw(I_rgb[0])[None]
+
+
 def process(job: Job, net, args, device, precision, channels_last, out_dir: Path, network: str) -> PhotoResult:
     start = time.perf_counter()
-    raw = read_camera_raw(job.raw)
-    rgb_u8 = load_jpeg_partner(job.rgb, raw) if job.rgb is not None else render_rgb(raw)
-    I_rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1)[None].float().div_(255)
-    I_raw = torch.from_numpy(raw.packed())[None]
-    h, w = raw.size
+    if job.raw is None:  # an RGB photo alone: viewing orientation, its RAW made by the inverse ISP
+        raw, orientation = None, 0
+        rgb_u8 = read_rgb(job.rgb, exif_orientation=True)
+        I_rgb, I_raw = rgb_only_inputs(rgb_u8)
+    else:
+        raw = read_camera_raw(job.raw)
+        orientation = raw.orientation
+        rgb_u8 = load_jpeg_partner(job.rgb, raw) if job.rgb is not None else render_rgb(raw)
+        I_rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1)[None].float().div_(255)
+        I_raw = torch.from_numpy(raw.packed())[None]
+    h, w = rgb_u8.shape[:2]
     seconds = {"read": time.perf_counter() - start}
     size = work_size(h, w, args.work_megapixels) if args.work_megapixels else None
     if args.work_megapixels and size is None:
-        print(f"note: {job.raw.name} ({w}x{h}) is not larger than --work_megapixels {args.work_megapixels:g}: the "
+        print(f"note: {job.photo.name} ({w}x{h}) is not larger than --work_megapixels {args.work_megapixels:g}: the "
               "network runs at its full resolution")
     working = f" -> {size[1]}x{size[0]}" if size else ""
-    tiles = tqdm(total=None, desc=f"  {job.raw.name} ({w}x{h}{working})", unit="tile", leave=False, file=sys.stdout)
+    tiles = tqdm(total=None, desc=f"  {job.photo.name} ({w}x{h}{working})", unit="tile", leave=False, file=sys.stdout)
 
     def progress(done, total):
         tiles.total = total
@@ -312,22 +366,23 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
             out = separate_tiled(net, I_rgb, I_raw, args.tile, args.tile_overlap, device, precision, channels_last,
                                  progress=progress)
     tiles.close()
+    out = {key: value[..., :h, :w] if key.endswith("_rgb") else value for key, value in out.items()}  # odd sizes
     seconds["remove"] = time.perf_counter() - start
     start = time.perf_counter()
     files = job_outputs(out_dir, job, args)
-    viewed = {"I": apply_orientation(rgb_u8, raw.orientation)}
+    viewed = {"I": apply_orientation(rgb_u8, orientation)}
     for kind in result_kinds(args):
-        viewed[kind] = apply_orientation(to_uint8(out[f"{kind}_pred_rgb"]), raw.orientation)
+        viewed[kind] = apply_orientation(to_uint8(out[f"{kind}_pred_rgb"]), orientation)
         if args.format == "tiff16":
             write_rgb16(files[kind], np.ascontiguousarray(apply_orientation(to_uint16(out[f"{kind}_pred_rgb"]),
-                                                                            raw.orientation)))
+                                                                            orientation)))
         else:
             save_image(files[kind], viewed[kind], args.format, args.quality)
     if args.raw_out:
         source = read_source_metadata(raw.path, raw.size)
         mosaic = reflection_free_mosaic(raw, I_rgb, out, args.raw_mosaic, source.render_matrix)
         how = f"--raw_mosaic {args.raw_mosaic}" + (f", --work_megapixels {args.work_megapixels:g}" if size else "")
-        description = f"{job.raw.name} with the reflection removed by CR3Net ({network}; {how})"
+        description = f"{job.photo.name} with the reflection removed by CR3Net ({network}; {how})"
         write_reflection_free_dng(files["T_dng"], raw, mosaic, source, description)
     if args.page:
         for kind, image in viewed.items():
@@ -335,6 +390,13 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     seconds["write"] = time.perf_counter() - start
     view_h, view_w = viewed["I"].shape[:2]
     return PhotoResult(job, files, (view_w, view_h), seconds)
+
+
+def rgb_source(job: Job) -> str:
+    """Where a photo's RGB input came from, for the console and the page."""
+    if job.raw is None:
+        return "no RAW file: RAW made from the RGB by the inverse ISP"
+    return f"camera JPEG {job.rgb.name}" if job.rgb else "RGB rendered from the RAW"
 
 
 def write_page(out_dir: Path, results: list[PhotoResult], failed: list[tuple[Path, str]], header: list[str]) -> Path:
@@ -346,10 +408,11 @@ def write_page(out_dir: Path, results: list[PhotoResult], failed: list[tuple[Pat
         cells = [("before", files["preview_I"], job.rgb or job.raw)]
         cells += [(labels[kind], files[f"preview_{kind}"], files[kind]) for kind in ("T", "R") if kind in files]
         width, height = result.size
-        source = f"camera JPEG {job.rgb.name}" if job.rgb else "RGB rendered from the RAW"
+        source = rgb_source(job)
         links = [("RAW without the reflection (DNG)", files["T_dng"])] if "T_dng" in files else []
-        links.append(("original RAW", job.raw))
-        rows.append({"title": f"{job.raw.name} ({width}x{height}; {source})", "cells": cells, "links": links})
+        if job.raw is not None:
+            links.append(("original RAW", job.raw))
+        rows.append({"title": f"{job.photo.name} ({width}x{height}; {source})", "cells": cells, "links": links})
     path = out_dir / PAGE_NAME
     write_before_after(path, "CR3Net: reflections removed (before / after)", rows, header,
                        [(str(p), message) for p, message in failed])
@@ -365,6 +428,7 @@ def main(argv=None, net=None) -> int:
     keep_buffers_mapped()  # large buffers stay mapped between layers (util/allocator.py)
     args = parse_args(sys.argv[1:] if argv is None else argv)
     jobs = collect_jobs(args.inputs)
+    check_jobs(jobs, args)
     out_dir = Path(args.out_dir)
     plan_outputs(jobs, out_dir, args)
     _, device = resolve_device(args.gpu_ids)
@@ -397,13 +461,13 @@ def main(argv=None, net=None) -> int:
                 raise
             message = str(unwrap_worker_error(err))
             print(f"error: {message}", file=sys.stderr)
-            failed.append((job.raw, message))
+            failed.append((job.photo, message))
             continue
         results.append(result)
-        source = job.rgb.name if job.rgb else "rendered from the RAW"
         shown = [str(p) for kind, p in result.files.items() if not kind.startswith("preview_")]
         stages = ", ".join(f"{stage} {t:.1f}" for stage, t in result.seconds.items())
-        print(f"{job.raw.name} (RGB: {source}) -> {', '.join(shown)} [{time.perf_counter() - start:.1f} s: {stages}]")
+        seconds = time.perf_counter() - start
+        print(f"{job.photo.name} ({rgb_source(job)}) -> {', '.join(shown)} [{seconds:.1f} s: {stages}]")
     if args.page:
         header = [f"{len(results)} of {len(jobs)} photo(s); {network}."]
         if args.raw_out:

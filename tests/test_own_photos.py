@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, ImageOps
 
 import remove_reflection
 import test as test_script
 from data.camera_raw import render_rgb
+from data.pseudo_raw import pseudo_packed_raw
 from tests.test_camera_raw import save_jpeg, scene_dng
 from tests.tiny_data import save_random_generator
 from util.errors import UserError
@@ -73,7 +75,7 @@ def test_remove_reflection_folder_goes_on_after_a_bad_file(tmp_path, weights):
 def test_remove_reflection_input_errors(tmp_path, weights):
     pytest.importorskip("pidng")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="holds no camera RAW"):
+    with pytest.raises(UserError, match="holds no photo"):
         remove_reflection.main([str(tmp_path / "empty"), "-o", str(tmp_path / "o"), "--checkpoint", str(weights)])
     cam_path = tmp_path / "x.dng"
     scene_dng(cam_path, h=64, w=96, seed=5)
@@ -82,8 +84,63 @@ def test_remove_reflection_input_errors(tmp_path, weights):
     with pytest.raises(UserError, match="does not belong"):
         remove_reflection.main([str(cam_path), str(tmp_path / "wrong.jpg"), "-o", str(tmp_path / "o"),
                                 "--checkpoint", str(weights), "--gpu_ids", "-1"])
-    with pytest.raises(UserError, match="right after its RAW"):
-        remove_reflection.main([str(tmp_path / "wrong.jpg"), "-o", str(tmp_path / "o"), "--checkpoint", str(weights)])
+    with pytest.raises(UserError, match=r"wrong\.jpg has no RAW file; give its RAW file .* or drop --raw_out"):
+        remove_reflection.main([str(tmp_path / "wrong.jpg"), "-o", str(tmp_path / "o"), "--checkpoint", str(weights),
+                                "--raw_out"])
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match=r"notes\.txt: unsupported file type '\.txt'"):
+        remove_reflection.main([str(tmp_path / "notes.txt"), "-o", str(tmp_path / "o"), "--checkpoint", str(weights)])
+
+
+class CapturingNet(torch.nn.Module):
+    """Removes nothing (T = I, R = 0) and keeps the RAW input it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.raws = []
+
+    def forward(self, I_rgb, I_raw):
+        self.raws.append(I_raw.detach().clone())
+        return (torch.zeros_like(I_rgb), I_rgb), (torch.zeros_like(I_raw), I_raw)
+
+
+def test_photo_without_a_raw_file_runs_as_the_rgb_only_twin(tmp_path):
+    """A JPEG alone (odd size, EXIF orientation 6): the network sees the pseudo-RAW of the upright image, and the
+    results are the photo's full size in its viewing orientation (a network that removes nothing gives T = I)."""
+    rgb = np.asarray(Image.fromarray(
+        np.random.default_rng(7).integers(0, 256, (7, 9, 3), np.uint8)).resize((45, 31), Image.BILINEAR))
+    photo = save_jpeg(tmp_path / "phone.jpg", rgb, exif_orientation=6)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(photo)).convert("RGB"))
+    assert upright.shape == (45, 31, 3)
+    net = CapturingNet()
+    code = remove_reflection.main([str(photo), "-o", str(tmp_path / "out"), "--save_reflection", "--tile", "0",
+                                   "--gpu_ids", "-1", "--precision", "fp32"], net=net)
+    assert code == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "phone_T.png")), upright)
+    assert np.asarray(Image.open(tmp_path / "out" / "phone_R.png")).shape == (45, 31, 3)
+    padded = np.pad(upright, ((0, 1), (0, 1), (0, 0)), mode="edge")  # 45x31 -> 46x32: a Bayer mosaic is even
+    expected = pseudo_packed_raw(torch.from_numpy(padded).permute(2, 0, 1).float() / 255)
+    (seen,) = net.raws  # padded further to the network's size multiple by the inference code
+    torch.testing.assert_close(seen[0, :, :23, :16], expected, rtol=0, atol=1e-6)
+
+
+def test_folder_gives_raw_photos_and_jpegs_without_a_raw(tmp_path, weights, capsys):
+    """x.dng + x.jpg is one photo (RAW with its JPEG), y.jpg another (no RAW); a JPEG right after a RAW on the command
+    line is that RAW's JPEG, a second one is a photo of its own; --raw_out refuses before any inference."""
+    pytest.importorskip("pidng")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cam = scene_dng(folder / "x.dng", h=64, w=96, seed=8)
+    save_jpeg(folder / "x.jpg", render_rgb(cam))
+    save_jpeg(folder / "y.jpg", render_rgb(scene_dng(tmp_path / "other.dng", h=64, w=96, seed=9)))
+    jobs = remove_reflection.collect_jobs([folder])
+    assert [(j.raw and j.raw.name, j.rgb and j.rgb.name) for j in jobs] == [("x.dng", "x.jpg"), (None, "y.jpg")]
+    jobs = remove_reflection.collect_jobs([folder / "x.dng", folder / "y.jpg", folder / "x.jpg"])
+    assert [(j.raw and j.raw.name, j.rgb.name) for j in jobs] == [("x.dng", "y.jpg"), (None, "x.jpg")]
+    assert run([folder, "-o", tmp_path / "out"], weights) == 0
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"x_T.png", "y_T.png"}
+    out = capsys.readouterr().out
+    assert "x.dng (camera JPEG x.jpg)" in out and "y.jpg (no RAW file: RAW made from the RGB" in out
 
 
 def run(args, weights, *extra):
@@ -189,7 +246,7 @@ def test_more_hostile_inputs(tmp_path, weights):
     (tmp_path / "empty" / "photo.dng").mkdir()  # a folder named like a RAW file
     (tmp_path / "zero.dng").write_bytes(b"")
     cases = [
-        ([tmp_path / "empty"], "holds no camera RAW file"),
+        ([tmp_path / "empty"], "holds no photo"),
         ([tmp_path / "zero.dng"], "zero.dng"),
     ]
     for inputs, needle in cases:
