@@ -19,7 +19,17 @@ means over its images (PSNR in dB on the saved 8-bit images, :func:`util.metrics
   (mean and the smallest over the images);
 * ``best gain``: the input multiplied per channel by the least-squares gain against the ground truth
   (``<I, T_gt> / <I, I>``), an oracle that knows T: the most any global per-channel gain can score;
-* ``T/I``: the prediction's brightness ratio ``mean(T_pred) / mean(I)`` over all channels (mean, min, max).
+* ``T/I``: the prediction's brightness ratio ``mean(T_pred) / mean(I)`` over all channels (mean, min, max);
+* ``curve of T on I``: the input through the prediction's own per-channel tone curve (a 256-entry lookup table per
+  channel fitted by least squares from I to T_pred, :func:`util.tone.curve_image`): what the model's tone and
+  contrast change alone scores, a curve being unable to remove a structure;
+* ``beyond the curve``: model minus "curve of T on I" (mean and the smallest over the images): the part of the gain
+  no tone curve of the input explains, the stricter measure of separation;
+* ``T vs curve``: PSNR between the prediction and that curve of I: near 35 dB or more, T is little more than a tone
+  curve of its input, whatever its gain;
+* ``best curve``: the input's least-squares per-channel curve onto the ground truth, an oracle: the most any tone
+  curve can score (reflections add light where they are, so a curve that darkens highlights scores well above a
+  gain).
 
 Folders without ground truth (no ``*_T_gt.png``) are refused with a message naming them.
 """
@@ -39,7 +49,7 @@ from util.errors import UserError, run_cli
 from util.help import HelpFormatter
 from util.image_io import files_by_stem, read_rgb
 from util.metrics import json_safe, psnr
-from util.tone import tone_scores
+from util.tone import curve_scores, tone_scores
 
 SUFFIXES = ("_I", "_T", "_T_gt")  # test.py's names for the input, the predicted T and the ground-truth T
 
@@ -50,6 +60,9 @@ def score_image(I_u8: np.ndarray, T_u8: np.ndarray, gt_u8: np.ndarray) -> dict[s
     row = {"do_nothing": psnr(gt_u8, I_u8), "model": psnr(gt_u8, T_u8), "tone_only": scores["tone_psnr"],
            "best_gain": scores["best_gain_psnr"], "ratio": scores["tone_ratio"]}
     row["separation"] = row["model"] - row["tone_only"]
+    curve = curve_scores(I_u8, T_u8, gt_u8)
+    row.update(curve=curve["curve_psnr"], beyond_curve=curve["beyond_curve_psnr"],
+               curve_fidelity=curve["curve_fidelity_psnr"], best_curve=curve["best_curve_psnr"])
     return row
 
 
@@ -75,12 +88,14 @@ def check_folder(folder: Path) -> dict:
     values = {key: np.array([row[key] for row in rows.values()]) for key in next(iter(rows.values()))}
     summary = {key: float(v.mean()) for key, v in values.items()}
     summary.update(images=len(rows), worst_separation=float(values["separation"].min()),
+                   worst_beyond_curve=float(values["beyond_curve"].min()),
                    ratio_min=float(values["ratio"].min()), ratio_max=float(values["ratio"].max()))
     return {"folder": str(folder), "summary": summary, "images": rows}
 
 
 def format_table(results: list[dict]) -> str:
-    """A Markdown table, one row per folder (PSNR in dB, gains over doing nothing)."""
+    """Two Markdown tables, one row per folder (PSNR in dB, gains over doing nothing): the global gain, then the
+    tone curve."""
     lines = ["| results | images | do nothing | model (gain) | tone of T on I (gain) | separation (worst) | "
              "best gain (oracle) | T/I (min-max) |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -91,6 +106,15 @@ def format_table(results: list[dict]) -> str:
             f"{s['tone_only']:.2f} ({s['tone_only'] - base:+.2f}) | {s['separation']:+.2f} "
             f"({s['worst_separation']:+.2f}) | {s['best_gain']:.2f} ({s['best_gain'] - base:+.2f}) | "
             f"{s['ratio']:.3f} ({s['ratio_min']:.3f}-{s['ratio_max']:.3f}) |")
+    lines += ["", "| results | model (gain) | curve of T on I (gain) | beyond the curve (worst) | T vs curve | "
+              "best curve (oracle) |", "|---|---|---|---|---|---|"]
+    for r in results:
+        s = r["summary"]
+        base = s["do_nothing"]
+        lines.append(
+            f"| {r['folder']} | {s['model']:.2f} ({s['model'] - base:+.2f}) | {s['curve']:.2f} "
+            f"({s['curve'] - base:+.2f}) | {s['beyond_curve']:+.2f} ({s['worst_beyond_curve']:+.2f}) | "
+            f"{s['curve_fidelity']:.1f} | {s['best_curve']:.2f} ({s['best_curve'] - base:+.2f}) |")
     return "\n".join(lines)
 
 

@@ -67,3 +67,31 @@ def test_a_folder_without_ground_truth_is_refused_by_name(tmp_path):
     write_rgb(images / "a_T.png", _u8(_scene(5)))
     with pytest.raises(UserError, match="nogt.*no complete"):
         tone_check.check_folder(tmp_path / "nogt")
+
+
+def test_a_tone_curve_is_not_separation_though_a_gain_cannot_explain_it(tmp_path):
+    """A network that bends the tone curve (darkens highlights more than shadows) beats a global gain, so the gain
+    measure calls part of its gain separation; the curve measure does not, and sees T is a curve of I."""
+    gt = _scene(6)
+    blended = _u8(0.9 * gt + 0.25 * _scene(7))
+    bent = _u8((blended / 255.0) ** 1.6 * 0.95)  # a pointwise curve of the input, nothing removed
+    removed = _u8(gt + 0.01 * _scene(8))
+    _write_results(tmp_path / "bent", {"a": (blended, bent, _u8(gt))})
+    _write_results(tmp_path / "sep", {"a": (blended, removed, _u8(gt))})
+    bent_s, sep_s = (tone_check.check_folder(tmp_path / name)["summary"] for name in ("bent", "sep"))
+    assert abs(bent_s["separation"]) > 0.3  # the gain measure is fooled by a curve ...
+    assert abs(bent_s["beyond_curve"]) < 0.05 and bent_s["curve_fidelity"] > 45  # ... the curve measure is not
+    assert sep_s["beyond_curve"] > 3 and sep_s["curve_fidelity"] < 30
+    for s in (bent_s, sep_s):  # the oracle curve is at least the oracle gain
+        assert s["best_curve"] >= s["best_gain"] - 0.05
+
+
+def test_curve_image_is_the_least_squares_lookup_table():
+    from util.tone import curve_image
+
+    image = _u8(_scene(9))
+    lut = np.clip(np.round(255 * (np.arange(256) / 255) ** 0.5), 0, 255).astype(np.uint8)
+    assert np.array_equal(curve_image(image, lut[image]), lut[image])  # a curve is recovered exactly
+    assert np.array_equal(curve_image(image, image), image)
+    noisy = np.clip(image.astype(int) + np.where(np.indices(image.shape)[1] % 2, 3, -3), 0, 255).astype(np.uint8)
+    assert np.abs(curve_image(image, noisy).astype(int) - image.astype(int)).mean() < 1  # structure averages out

@@ -6,6 +6,12 @@ multiplied per RGB channel by the prediction's own global gain ``mean(T) / mean(
 prediction's tone with the input's content), and the input times the least-squares per-channel gain against the
 ground truth (an oracle: the most any global gain can score). ``models.evaluation`` adds the first to every row
 test.py writes; ``scripts/tone_check.py`` reports all of them from saved results.
+
+A global gain is not the only thing a network can do without separating: it can also bend the tone curve (darken the
+highlights more than the shadows, where reflections add their light in training). :func:`curve_scores` measures
+that with the best *per-channel curve* of the input, a 256-entry lookup table per RGB channel (each input value
+mapped to the mean of the target over the pixels of that value): a pointwise function of the input's own value,
+which can change tone and contrast but cannot move or remove a structure in the image.
 """
 
 from __future__ import annotations
@@ -45,4 +51,39 @@ def tone_scores(I_u8: np.ndarray, T_u8: np.ndarray, gt_u8: np.ndarray) -> dict[s
         "separation_psnr": psnr(gt_u8, T_u8) - tone,
         "best_gain_psnr": psnr(gt_u8, gain_image(I_u8, best)),
         "tone_ratio": float(mean_T.sum() / max(mean_I.sum(), 1e-6)),
+    }
+
+
+def curve_image(image_u8: np.ndarray, target_u8: np.ndarray) -> np.ndarray:
+    """The least-squares per-channel curve of ``image_u8`` onto ``target_u8`` (both (H, W, 3) uint8), applied:
+    each channel value v of the image becomes the mean of the target's channel over the pixels where the image's is
+    v, rounded to uint8 (values that do not occur map to themselves, unused)."""
+    if image_u8.shape != target_u8.shape:
+        raise ValueError(f"image shapes differ: {image_u8.shape} and {target_u8.shape}")
+    out = np.empty_like(image_u8)
+    for c in range(image_u8.shape[-1]):
+        values = image_u8[..., c].reshape(-1).astype(np.int64)
+        sums = np.bincount(values, weights=target_u8[..., c].reshape(-1).astype(np.float64), minlength=256)
+        counts = np.bincount(values, minlength=256)
+        lut = np.where(counts > 0, sums / np.maximum(counts, 1), np.arange(256))
+        out[..., c] = np.clip(np.round(lut), 0, 255).astype(np.uint8)[image_u8[..., c]]
+    return out
+
+
+def curve_scores(I_u8: np.ndarray, T_u8: np.ndarray, gt_u8: np.ndarray) -> dict[str, float]:
+    """For one triple of 8-bit (H, W, 3) images: ``curve_psnr`` (the prediction's own per-channel curve of I,
+    :func:`curve_image` of I onto T, vs the ground truth: what the model's tone curve alone scores),
+    ``beyond_curve_psnr`` (T's PSNR minus ``curve_psnr``: the part of the gain no tone curve of the input explains),
+    ``curve_fidelity_psnr`` (PSNR between T and that curve of I: high, e.g. 35 dB, where T is little more than a tone
+    curve of its input) and ``best_curve_psnr`` (I's least-squares curve onto the ground truth, vs the ground truth:
+    the most any per-channel curve can score)."""
+    if not (I_u8.shape == T_u8.shape == gt_u8.shape):
+        raise ValueError(f"image shapes differ: I {I_u8.shape}, T {T_u8.shape}, T_gt {gt_u8.shape}")
+    curve = curve_image(I_u8, T_u8)
+    scored = psnr(gt_u8, curve)
+    return {
+        "curve_psnr": scored,
+        "beyond_curve_psnr": psnr(gt_u8, T_u8) - scored,
+        "curve_fidelity_psnr": psnr(T_u8, curve),
+        "best_curve_psnr": psnr(gt_u8, curve_image(I_u8, gt_u8)),
     }
