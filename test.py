@@ -151,7 +151,10 @@ def write_results(opt, model, out_dir: Path, rows: list[dict], total: int, error
                               "rows": "T_* = predicted T vs ground-truth T; R_* = predicted R vs ground-truth R; "
                               "I_* = input I vs ground-truth T (do-nothing baseline); tone_psnr = the input times the "
                               "prediction's per-channel gain mean(T)/mean(I) vs ground-truth T (util.tone), "
-                              "separation_psnr = T_psnr - tone_psnr, tone_ratio = mean(T)/mean(I)"},
+                              "separation_psnr = T_psnr - tone_psnr, tone_ratio = mean(T)/mean(I); "
+                              "beyond_curve_psnr = T_psnr minus the PSNR of the input through the prediction's own "
+                              "least-squares per-channel tone curve (util.tone.curve_scores), curve_fidelity_psnr = "
+                              "PSNR between the prediction and that curve of the input"},
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -187,6 +190,9 @@ def print_summary(means: dict, n: int, out_dir: Path) -> None:
     if "tone_psnr" in means and "separation_psnr" in means:
         print(f"{'tone of T on I':28s}{means['tone_psnr']:9.2f}   separation (T - tone) "
               f"{means['separation_psnr']:+.2f} dB; T/I {means.get('tone_ratio', float('nan')):.3f}")
+    if "beyond_curve_psnr" in means and "curve_fidelity_psnr" in means:
+        print(f"{'tone curve of T on I':28s}   beyond the curve {means['beyond_curve_psnr']:+.2f} dB; T is "
+              f"{means['curve_fidelity_psnr']:.1f} dB from that curve of I")
     if "seconds" in means:
         print(f"{n} image(s), {means['seconds']:.2f} s per image; results in {out_dir}")
 

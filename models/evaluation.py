@@ -15,7 +15,7 @@ import numpy as np
 
 from util.image_io import to_uint8
 from util.metrics import LPIPS, mean_rows, score_separation
-from util.tone import tone_scores
+from util.tone import curve_scores, tone_scores
 
 # the 8-bit images of one item, by util.metrics.score_separation's names (which are also test.py's file names,
 # <stem>_T.png, <stem>_T_gt.png, ...), and the model's visuals they come from: predictions *_pred_rgb, ground truth
@@ -24,9 +24,10 @@ IMAGE_SOURCES = {"I": "I_rgb", "T": "T_pred_rgb", "R": "R_pred_rgb", "T_gt": "T_
 # per-image metric columns in test.py's metrics.csv order: T and R predictions vs their ground truth, I (the input,
 # doing nothing) vs ground-truth T
 METRIC_COLUMNS = tuple(f"{k}_{m}" for k in ("T", "R", "I") for m in ("psnr", "ssim", "lpips"))
-# per-image tone columns (util.tone.tone_scores, where T has ground truth): the input times T's own per-channel
-# gain over it, scored like T; T's PSNR minus that; T's brightness over the input's
-TONE_COLUMNS = ("tone_psnr", "separation_psnr", "tone_ratio")
+# per-image tone columns (util.tone, where T has ground truth): the input times T's own per-channel gain over it,
+# scored like T; T's PSNR minus that; T's brightness over the input's; T's PSNR minus the input through T's own
+# per-channel tone curve (the stricter separation); the PSNR between T and that curve of the input
+TONE_COLUMNS = ("tone_psnr", "separation_psnr", "tone_ratio", "beyond_curve_psnr", "curve_fidelity_psnr")
 MEAN_KEYS = (*METRIC_COLUMNS, "gain_psnr", "seconds")
 
 
@@ -51,8 +52,8 @@ def evaluate_item(model, batch: dict, lpips_model: LPIPS | None = None,
     row.update(score_separation(images, lpips_model))
     if "T_psnr" in row:
         row["gain_psnr"] = row["T_psnr"] - row["I_psnr"]
-        row.update({k: v for k, v in tone_scores(images["I"], images["T"], images["T_gt"]).items()
-                    if k in TONE_COLUMNS})
+        triple = (images["I"], images["T"], images["T_gt"])
+        row.update({k: v for k, v in {**tone_scores(*triple), **curve_scores(*triple)}.items() if k in TONE_COLUMNS})
     return row
 
 

@@ -99,6 +99,7 @@ def test_rows_split_the_gain_into_tone_and_separation():
         assert row["tone_ratio"] == pytest.approx(0.8, abs=0.01)
         assert abs(row["separation_psnr"]) < 0.05 and row["tone_psnr"] == pytest.approx(row["T_psnr"], abs=0.05)
         assert row["separation_psnr"] == row["T_psnr"] - row["tone_psnr"]
+        assert abs(row["beyond_curve_psnr"]) < 0.05 and row["curve_fidelity_psnr"] > 40  # a gain is a curve too
     assert means["separation_psnr"] == pytest.approx(sum(r["separation_psnr"] for r in rows) / 2)
     # a model that moves pixels the gain cannot explain (a constant shift on a dim image) has a non-zero separation
     shifted, _ = evaluate(ShiftModel(0.1), [item(0)])

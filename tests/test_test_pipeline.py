@@ -62,6 +62,8 @@ def test_test_py_writes_every_output(tiny):
     split = check_folder(out)["images"]["img01"]
     assert float(rows[1]["tone_psnr"]) == pytest.approx(split["tone_only"], abs=1e-5)
     assert float(rows[1]["separation_psnr"]) == pytest.approx(split["separation"], abs=1e-5)
+    assert float(rows[1]["beyond_curve_psnr"]) == pytest.approx(split["beyond_curve"], abs=1e-5)
+    assert float(rows[1]["curve_fidelity_psnr"]) == pytest.approx(split["curve_fidelity"], abs=1e-5)
     meta = json.loads((out / "metrics.json").read_text())
     assert meta["means"]["separation_psnr"] == pytest.approx(
         np.mean([float(r["separation_psnr"]) for r in rows]), abs=1e-5)

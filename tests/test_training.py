@@ -2,6 +2,7 @@
 train -> test.py round trip, on a tiny generator (ngf 8, one DCAB) and 64 px crops of generated photos."""
 
 import hashlib
+import math
 import os
 import signal
 from pathlib import Path
@@ -435,11 +436,13 @@ def test_reference_run_writes_checkpoints_logs_and_validation(setup, reference_r
     assert (exp / "web" / "index.html").is_file() and len(list((exp / "web" / "images").glob("iter*_T_rgb.png"))) == 2
     rows = (exp / "val_log.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,epoch,set,images,T_psnr") and rows[1].startswith(f"{N_ITERS},2,val,2,")
-    assert rows[0].endswith("gain_psnr,worst_gain_psnr,tone_psnr,separation_psnr,tone_ratio") and len(rows) == 2
+    assert rows[0].endswith("gain_psnr,worst_gain_psnr,tone_psnr,separation_psnr,tone_ratio,beyond_curve_psnr,"
+                            "curve_fidelity_psnr") and len(rows) == 2
     val = reference_run["val"]["val"]
     assert val["images"] == 2 and val["gain_psnr"] == pytest.approx(val["T_psnr"] - val["I_psnr"])
     assert val["worst_gain_psnr"] <= val["gain_psnr"] + 1e-9 and 0 < val["T_lpips"] < 1
     assert val["separation_psnr"] == pytest.approx(val["T_psnr"] - val["tone_psnr"]) and val["tone_ratio"] > 0
+    assert math.isfinite(val["beyond_curve_psnr"]) and val["curve_fidelity_psnr"] > 0
     assert (exp / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -79,12 +79,18 @@ def test_an_older_val_log_gains_the_new_columns_in_place(tmp_path):
     import csv
 
     path = tmp_path / "val_log.csv"
-    old = [c for c in VAL_COLUMNS if c not in ("tone_psnr", "separation_psnr", "tone_ratio")]
+    curve = ("beyond_curve_psnr", "curve_fidelity_psnr")
+    old = [c for c in VAL_COLUMNS if c not in ("tone_psnr", "separation_psnr", "tone_ratio", *curve)]
     path.write_text(",".join(old) + "\n" + ",".join(str(i) for i in range(len(old))) + "\n")
     assert upgrade_val_log(path) and not upgrade_val_log(path)  # the second time: already current
     rows = list(csv.DictReader(open(path, newline="")))
     assert tuple(rows[0]) == VAL_COLUMNS and rows[0]["worst_gain_psnr"] == str(len(old) - 1)
-    assert rows[0]["iteration"] == "0" and rows[0]["separation_psnr"] == ""
+    assert rows[0]["iteration"] == "0" and rows[0]["separation_psnr"] == "" and rows[0]["beyond_curve_psnr"] == ""
+    with_tone = [c for c in VAL_COLUMNS if c not in curve]  # the version before the curve columns
+    path.write_text(",".join(with_tone) + "\n" + ",".join(str(i) for i in range(len(with_tone))) + "\n")
+    assert upgrade_val_log(path)
+    rows = list(csv.DictReader(open(path, newline="")))
+    assert rows[0]["tone_ratio"] == str(len(with_tone) - 1) and rows[0]["curve_fidelity_psnr"] == ""
     (tmp_path / "other.csv").write_text("iteration,loss\n1,2\n")
     with pytest.raises(UserError, match=r"other\.csv has columns iteration, loss"):
         upgrade_val_log(tmp_path / "other.csv")

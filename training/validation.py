@@ -17,8 +17,9 @@ from util.learning_curve import write_learning_curve
 from util.metrics import LPIPS
 
 VAL_METRICS = ("T_psnr", "T_ssim", "T_lpips", "I_psnr", "I_ssim", "I_lpips", "R_psnr", "R_ssim", "R_lpips", "gain_psnr",
-               "tone_psnr", "separation_psnr", "tone_ratio")
-# val_log.csv; the tone columns (util.tone) came last, after worst_gain_psnr, so that older logs extend in place
+               "tone_psnr", "separation_psnr", "tone_ratio", "beyond_curve_psnr", "curve_fidelity_psnr")
+# val_log.csv; the tone columns (util.tone) came last, after worst_gain_psnr, and the curve's after them, so that
+# older logs extend in place
 VAL_COLUMNS = ("iteration", "epoch", "set", "images", *VAL_METRICS[:10], "worst_gain_psnr", *VAL_METRICS[10:])
 
 
@@ -88,6 +89,8 @@ class Validator:
             lp = f" LPIPS {m['T_lpips']:.4f} ({m['I_lpips']:.4f})" if "T_lpips" in m else ""
             r = f" | R {m['R_psnr']:.2f} dB" if "R_psnr" in m else ""
             sep = f", separation {m['separation_psnr']:+.2f}" if "separation_psnr" in m else ""
+            if "beyond_curve_psnr" in m:
+                sep += f", beyond the tone curve {m['beyond_curve_psnr']:+.2f}"
             lines.append(f"validation {name} at iteration {iteration}: T {m['T_psnr']:.2f} dB "
                          f"({m['gain_psnr']:+.2f} dB over the input, worst image {m['worst_gain_psnr']:+.2f}{sep}) "
                          f"SSIM {m['T_ssim']:.4f} ({m['I_ssim']:.4f}){lp}{r} on {m['images']} image(s)")

@@ -4,7 +4,8 @@ train.py redraws ``<checkpoints_dir>/<name>/learning_curve.png`` after every val
 ``python -m util.learning_curve VAL_LOG.csv -o curve.png`` draws it from any run's log (the README's figure).
 
 Left panel: mean T PSNR minus input PSNR (dB) per set, with the worst image's gain dashed and, in logs that have it,
-the separation dotted (``separation_psnr``: the gain less what T's global tone alone scores, ``util.tone``); right
+the separation dotted (``separation_psnr``: the gain less what T's global tone alone scores, ``util.tone``) and the
+gain beyond T's tone curve dash-dotted (``beyond_curve_psnr``, the stricter separation); right
 panel: SSIM and LPIPS of T minus those of the input (SSIM up and LPIPS down are better). A horizontal line marks
 "no change".
 """
@@ -72,6 +73,9 @@ def write_learning_curve(val_log, png_path, title: str = "") -> Path:
         if any(not math.isnan(r.get("separation_psnr", math.nan)) for r in rows):  # logs since the tone columns
             ax_psnr.plot(its, [r.get("separation_psnr", math.nan) for r in rows], "^:", color=colour, ms=3, lw=1,
                          label=f"{name} (separation)")
+        if any(not math.isnan(r.get("beyond_curve_psnr", math.nan)) for r in rows):  # logs since the curve columns
+            ax_psnr.plot(its, [r.get("beyond_curve_psnr", math.nan) for r in rows], "v-.", color=colour, ms=3, lw=1,
+                         label=f"{name} (beyond the tone curve)")
         if "T_ssim" in rows[0] and "I_ssim" in rows[0]:
             ax_other.plot(its, [r["T_ssim"] - r["I_ssim"] for r in rows], "o-", color=colour, ms=3,
                           label=f"{name} SSIM")

@@ -265,7 +265,8 @@ class Visualizer:
     def plot_validation(self, iteration, results):
         """Add one validation to the dashboard: ``results`` = ``{set name: means}`` as
         ``training.validation.Validator.run`` returns them. Window 1: T PSNR gain over the input per set (dB), the
-        worst image's gain and the separation (``util.tone``: the gain less what T's global tone alone scores);
+        worst image's gain, the separation (``util.tone``: the gain less what T's global tone alone scores) and the
+        gain beyond T's tone curve;
         window 2: T SSIM and LPIPS per set (absolute values, the input's as ``<set> input`` traces)."""
         if self.rank != 0 or self.vis is None or not results:
             return
@@ -275,6 +276,8 @@ class Visualizer:
             gains[f"{name} worst"] = float(m.get("worst_gain_psnr", float("nan")))
             if "separation_psnr" in m:  # the part of the mean gain that T's global tone does not explain
                 gains[f"{name} separation"] = float(m["separation_psnr"])
+            if "beyond_curve_psnr" in m:  # the part that no per-channel tone curve of the input explains
+                gains[f"{name} beyond curve"] = float(m["beyond_curve_psnr"])
             for metric in ("ssim", "lpips"):
                 if f"T_{metric}" in m:
                     quality[f"{name} T {metric.upper()}"] = float(m[f"T_{metric}"])
