@@ -127,3 +127,26 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = GRADIE
         pairs = zip(_gradients(pred_s), _gradients(target_s), strict=True)
         per_level.append(sum((d_pred - d_target).abs().flatten(1).mean(1) for d_pred, d_target in pairs))
     return torch.stack(per_level, 0).mean(0)
+
+
+CURVE_BINS = 256  # the input's 8-bit values: the lookup-table entries of util.tone.curve_image
+
+
+def curve_residual(x: torch.Tensor, inp: torch.Tensor, bins: int = CURVE_BINS) -> torch.Tensor:
+    """``x`` less its least-squares per-channel curve of ``inp``: per sample and channel, each pixel of ``x`` minus
+    the mean of ``x`` over the pixels where ``inp`` has the same 8-bit value (the projection that
+    :func:`util.tone.curve_image` scores, here differentiable in ``x``; ``inp`` only picks the bins).
+
+    What remains is the part of ``x`` that no pointwise function of the input's own value can produce: applied to the
+    error ``T_pred - T``, it keeps the reflection's structure left in (or the scene's removed from) T and drops the
+    tone and contrast errors, which a per-channel curve corrects. ``x``, ``inp``: (B, C, H, W) in [0, 1] for ``inp``,
+    any float dtype (computed in float32). Returns (B, C, H, W) float32.
+    """
+    b, c = x.shape[:2]
+    x = x.float()
+    offsets = torch.arange(b * c, device=x.device).view(b, c, 1, 1) * bins
+    index = (inp.detach().float().clamp(0, 1) * (bins - 1)).round().long() + offsets
+    flat_index, flat_x = index.reshape(-1), x.reshape(-1)
+    sums = torch.zeros(b * c * bins, device=x.device, dtype=torch.float32).index_add(0, flat_index, flat_x)
+    counts = torch.bincount(flat_index, minlength=b * c * bins).clamp(min=1).to(torch.float32)
+    return x - (sums / counts)[index]

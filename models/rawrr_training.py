@@ -15,7 +15,9 @@ Generator loss (upstream's recipe; every weight is a flag), predictions ``*_pred
 Beyond upstream, off by default: ``lambda_exclusion * Excl(T_pred_rgb, R_pred_rgb)``
 (:func:`models.losses.exclusion_loss`, every sample); ``lambda_grad * Grad(T_pred_rgb, T_rgb)``
 (:func:`models.losses.gradient_loss`, L1 between image gradients at three scales, a T pixel term: real samples
-weighted by ``--lambda_real_pixel``, targets tone-matched as below); ``--lambda_real_pixel``, which multiplies the T
+weighted by ``--lambda_real_pixel``, targets tone-matched as below); ``lambda_structure * Struct(T_pred_rgb - T_rgb)``
+(the squared error less its per-channel tone curve of the input, :func:`models.losses.curve_residual`: what a tone
+curve cannot fix, reduced as the T pixel term); ``--lambda_real_pixel``, which multiplies the T
 pixel terms of real samples (``is_real``) before the batch mean; and ``--real_tone_match``, which rescales each real
 sample's T targets (RGB and RAW) per channel to the prediction's level before the pixel and VGG terms
 (:func:`match_channel_gains`), so that the exposure and tint differences between the two shots of a real pair teach
@@ -54,7 +56,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from models.checkpoint import infer_generator_shape, load_generator_weights, safe_torch_load
 from models.checkpoint_sets import set_paths, sync_members, write_set
-from models.losses import LSGANLoss, PerceptualLoss, exclusion_loss, gradient_loss
+from models.losses import LSGANLoss, PerceptualLoss, curve_residual, exclusion_loss, gradient_loss
 from models.networks import define_D, get_scheduler
 from util.backbones import VGG_KINDS, load_vgg_features
 from util.errors import UserError
@@ -69,7 +71,7 @@ TRAIN_STATE_FORMAT = 1  # version of the <label>_train_state.pth layout
 # a resumed run's page (it rereads web/images/) and anything reading those files stay as they were
 DISPLAY_NAMES = {"I_rgb": "I_rgb", "T_pred_rgb": "T_rgb", "T_rgb": "T_gt_rgb", "R_pred_rgb": "R_rgb",
                  "R_rgb": "R_gt_rgb", "I_raw": "I_raw", "T_pred_raw": "T_raw", "T_raw": "T_gt_raw"}
-LOSS_NAMES = ("G", "G_MSE_T", "G_MSE_R", "G_VGG", "G_GAN", "G_raw_T", "G_raw_R", "G_excl", "G_grad",
+LOSS_NAMES = ("G", "G_MSE_T", "G_MSE_R", "G_VGG", "G_GAN", "G_raw_T", "G_raw_R", "G_excl", "G_grad", "G_struct",
               "D", "D_real", "D_fake")
 
 
@@ -93,6 +95,11 @@ def add_training_options(parser):
                   "scales (a reflection's edges, which the pixel MSE weighs little beside the tone; real samples "
                   "weighted by --lambda_real_pixel, targets tone-matched as the pixel terms; 0 = off as upstream; "
                   "logged as G_grad either way)")
+    add_flag_once(g, "--lambda_structure", type=float, default=0.0,
+                  help="weight of the T_rgb pixel error that no per-channel tone curve of the input explains "
+                  "(models.losses.curve_residual of T_pred - T: the structure a reflection leaves, not the tone; "
+                  "reduced as --pixel_loss, real samples weighted by --lambda_real_pixel; 0 = off as upstream; "
+                  "logged as G_struct either way)")
     add_flag_once(g, "--lambda_real_pixel", type=float, default=1.0,
                   help="multiplier of a real sample's T pixel terms (MSE(T_rgb), L1(T_raw)); 0 = real pairs teach "
                   "through the VGG and GAN terms only, which misalignment and tone shifts of real pairs hurt less "
@@ -325,6 +332,9 @@ class RAWRRTrainer:
             "G_excl": exclusion_loss(T_pred_rgb, R_pred_rgb).mean(),
             "G_grad": weighted_mean(gradient_loss(T_pred_rgb_f, T_rgb), pixel_weights),
         }
+        structure = curve_residual(T_pred_rgb_f - T_rgb, x["I_rgb"]).square()
+        terms["G_struct"] = (weighted_mean(structure, pixel_weights) if opt.pixel_loss == "mse"
+                             else psnr_balanced_mean(structure, weights=pixel_weights))
         # G's adversarial term through the plain D (no DDP hooks: D's parameters get no gradient from it)
         self.netD.requires_grad_(False)
         with autocast(self.device, self.precision):
@@ -335,7 +345,8 @@ class RAWRRTrainer:
                   + opt.lambda_vgg * terms["G_VGG"] + opt.lambda_gan * terms["G_GAN"]
                   + opt.lambda_raw * (terms["G_raw_T"] + terms["G_raw_R"])
                   + getattr(opt, "lambda_exclusion", 0.0) * terms["G_excl"]
-                  + getattr(opt, "lambda_grad", 0.0) * terms["G_grad"])
+                  + getattr(opt, "lambda_grad", 0.0) * terms["G_grad"]
+                  + getattr(opt, "lambda_structure", 0.0) * terms["G_struct"])
         # D on real and fake in one call (instance norm is per sample, so this equals two calls)
         batch = x["T_rgb"].shape[0]
         with autocast(self.device, self.precision):

@@ -262,8 +262,33 @@ def test_gradient_loss_sees_edges_not_brightness():
     assert pred.grad.abs().sum() > 0
 
 
+def test_curve_residual_drops_tone_curves_and_keeps_structure():
+    """The error that no per-channel curve of the input explains: zero for any curve of the input (a gain, a gamma),
+    a reflection-like stripe kept, the same projection as util.tone.curve_image, and differentiable."""
+    from models.losses import curve_residual
+    from util.tone import curve_image
+
+    gen = torch.Generator().manual_seed(2)
+    inp = torch.rand(2, 3, 32, 48, generator=gen)
+    inp = torch.round(inp * 255) / 255  # 8-bit values, one bin each
+    for curve in (inp * 0.8, inp ** 1.7, torch.tensor([0.9, 0.7, 1.0]).view(1, 3, 1, 1) * inp - 0.05):
+        assert float(curve_residual(curve, inp).abs().max()) < 1e-5
+    stripe = torch.zeros_like(inp)
+    stripe[..., 10:14, :] = 0.3  # a structure that does not follow the input's values
+    kept = curve_residual(stripe, inp)
+    assert float(kept.square().mean()) > 0.5 * float((stripe - stripe.mean()).square().mean())
+    target = torch.rand(2, 3, 32, 48, generator=gen)
+    as_image = (inp[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    fitted = curve_image(as_image, (target[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    projected = (target - curve_residual(target, inp))[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(projected - fitted).max() <= 1.0  # util.tone's curve, up to its 8-bit target and rounding
+    pred = torch.rand(2, 3, 32, 48, generator=gen).requires_grad_()
+    curve_residual(pred - target, inp).square().mean().backward()
+    assert pred.grad.abs().sum() > 0
+
+
 def test_exclusion_gradient_and_real_pixel_weight_enter_the_generator_loss(setup, tmp_path):
-    from models.losses import gradient_loss
+    from models.losses import curve_residual, gradient_loss
 
     base, photos, _ = setup
     trainer, batch = make_trainer(photos, tmp_path)
@@ -287,6 +312,14 @@ def test_exclusion_gradient_and_real_pixel_weight_enter_the_generator_loss(setup
     _, _, grad = trainer.compute_losses()
     assert grad["G"].item() == pytest.approx(plain["G"].item() + 2.0 * plain["G_grad"].item(), rel=1e-5)
     trainer.opt.lambda_grad = 0.0
+    per_sample_struct = curve_residual(out["T_pred_rgb"].float() - batch["T_rgb"], batch["I_rgb"]).square()
+    assert plain["G_struct"].item() == pytest.approx(per_sample_struct.mean().item(), rel=1e-5)
+    assert 0 < plain["G_struct"].item() < plain["G_MSE_T"].item()  # a part of the pixel error
+    trainer.opt.lambda_structure = 3.0  # and lambda_structure
+    torch.manual_seed(0)
+    _, _, struct = trainer.compute_losses()
+    assert struct["G"].item() == pytest.approx(plain["G"].item() + 3.0 * plain["G_struct"].item(), rel=1e-5)
+    trainer.opt.lambda_structure = 0.0
     # a real sample's T pixel terms scale by lambda_real_pixel (0: they leave the loss); synthetic ones keep weight 1
     trainer.opt.lambda_real_pixel = 0.0
     trainer.set_input(dict(batch, is_real=torch.tensor([False, True])))
