@@ -93,29 +93,39 @@ def check_folder(folder: Path) -> dict:
     return {"folder": str(folder), "summary": summary, "images": rows}
 
 
+def _scored(s: dict, key: str) -> str:
+    """A summary's PSNR and, in brackets, its gain over doing nothing."""
+    return f"{s[key]:.2f} ({s[key] - s['do_nothing']:+.2f})"
+
+
+GAIN_COLUMNS = (  # the first table: the global per-channel gain
+    ("images", lambda s: str(s["images"])),
+    ("do nothing", lambda s: f"{s['do_nothing']:.2f}"),
+    ("model (gain)", lambda s: _scored(s, "model")),
+    ("tone of T on I (gain)", lambda s: _scored(s, "tone_only")),
+    ("separation (worst)", lambda s: f"{s['separation']:+.2f} ({s['worst_separation']:+.2f})"),
+    ("best gain (oracle)", lambda s: _scored(s, "best_gain")),
+    ("T/I (min-max)", lambda s: f"{s['ratio']:.3f} ({s['ratio_min']:.3f}-{s['ratio_max']:.3f})"),
+)
+CURVE_COLUMNS = (  # the second table: the per-channel tone curve
+    ("model (gain)", lambda s: _scored(s, "model")),
+    ("curve of T on I (gain)", lambda s: _scored(s, "curve")),
+    ("beyond the curve (worst)", lambda s: f"{s['beyond_curve']:+.2f} ({s['worst_beyond_curve']:+.2f})"),
+    ("T vs curve", lambda s: f"{s['curve_fidelity']:.1f}"),
+    ("best curve (oracle)", lambda s: _scored(s, "best_curve")),
+)
+
+
+def _markdown(results: list[dict], columns) -> list[str]:
+    lines = ["| results | " + " | ".join(name for name, _ in columns) + " |", "|---|" + "---|" * len(columns)]
+    lines += [f"| {r['folder']} | " + " | ".join(cell(r["summary"]) for _, cell in columns) + " |" for r in results]
+    return lines
+
+
 def format_table(results: list[dict]) -> str:
     """Two Markdown tables, one row per folder (PSNR in dB, gains over doing nothing): the global gain, then the
     tone curve."""
-    lines = ["| results | images | do nothing | model (gain) | tone of T on I (gain) | separation (worst) | "
-             "best gain (oracle) | T/I (min-max) |", "|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        s = r["summary"]
-        base = s["do_nothing"]
-        lines.append(
-            f"| {r['folder']} | {s['images']} | {base:.2f} | {s['model']:.2f} ({s['model'] - base:+.2f}) | "
-            f"{s['tone_only']:.2f} ({s['tone_only'] - base:+.2f}) | {s['separation']:+.2f} "
-            f"({s['worst_separation']:+.2f}) | {s['best_gain']:.2f} ({s['best_gain'] - base:+.2f}) | "
-            f"{s['ratio']:.3f} ({s['ratio_min']:.3f}-{s['ratio_max']:.3f}) |")
-    lines += ["", "| results | model (gain) | curve of T on I (gain) | beyond the curve (worst) | T vs curve | "
-              "best curve (oracle) |", "|---|---|---|---|---|---|"]
-    for r in results:
-        s = r["summary"]
-        base = s["do_nothing"]
-        lines.append(
-            f"| {r['folder']} | {s['model']:.2f} ({s['model'] - base:+.2f}) | {s['curve']:.2f} "
-            f"({s['curve'] - base:+.2f}) | {s['beyond_curve']:+.2f} ({s['worst_beyond_curve']:+.2f}) | "
-            f"{s['curve_fidelity']:.1f} | {s['best_curve']:.2f} ({s['best_curve'] - base:+.2f}) |")
-    return "\n".join(lines)
+    return "\n".join([*_markdown(results, GAIN_COLUMNS), "", *_markdown(results, CURVE_COLUMNS)])
 
 
 def main(argv=None) -> list[dict]:
