@@ -317,13 +317,12 @@ class PhotoResult:
     seconds: dict[str, float]  # wall time of each stage: read (RAW, RGB), remove (the network and upsampling), write
 
 
-def rgb_only_inputs(rgb_u8: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """The network's inputs for an RGB photo without a RAW file: ``I_rgb`` (1, 3, H', W') and the packed RAW made
-    from it by the fixed inverse ISP (:func:`data.pseudo_raw.pseudo_packed_raw`, as for RGB-only pairs in training
-    and evaluation), (1, 4, H'/2, W'/2). An odd height or width is padded by one repeated row or column (a Bayer
-    mosaic is even); the caller crops the results back to (H, W)."""
-    I_rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1)[None].float().div_(255)
-    h, w = rgb_u8.shape[:2]
+def rgb_only_inputs(I_rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's inputs for an RGB photo without a RAW file, ``I_rgb`` (1, 3, H, W): the image and the packed RAW
+    made from it by the fixed inverse ISP (:func:`data.pseudo_raw.pseudo_packed_raw`, as for RGB-only pairs in
+    training and evaluation), (1, 4, H'/2, W'/2). An odd height or width is padded by one repeated row or column (a
+    Bayer mosaic is even); the caller crops the results back to (H, W)."""
+    h, w = I_rgb.shape[-2:]
     if h % 2 or w % 2:
         I_rgb = F.pad(I_rgb, (0, w % 2, 0, h % 2), mode="replicate")
     return I_rgb, pseudo_packed_raw(I_rgb[0])[None]
@@ -334,12 +333,14 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     if job.raw is None:  # an RGB photo alone: viewing orientation, its RAW made by the inverse ISP
         raw, orientation = None, 0
         rgb_u8 = read_rgb(job.rgb, exif_orientation=True)
-        I_rgb, I_raw = rgb_only_inputs(rgb_u8)
     else:
         raw = read_camera_raw(job.raw)
         orientation = raw.orientation
         rgb_u8 = load_jpeg_partner(job.rgb, raw) if job.rgb is not None else render_rgb(raw)
-        I_rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1)[None].float().div_(255)
+    I_rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1)[None].float().div_(255)
+    if raw is None:
+        I_rgb, I_raw = rgb_only_inputs(I_rgb)
+    else:
         I_raw = torch.from_numpy(raw.packed())[None]
     h, w = rgb_u8.shape[:2]
     seconds = {"read": time.perf_counter() - start}

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from util.tone import CURVE_BINS, channel_curve
+
 # VGG ``features`` layer positions (the same in VGG16 and VGG19): conv1_1 = 0, relu1_1 = 1, ..., relu2_1 = 6.
 RELU1_1_END = 2  # features[:2] ends after relu1_1
 RELU2_1_END = 7  # features[2:7] continues to relu2_1 (pool1 and conv2_1 in between)
@@ -129,9 +131,6 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = GRADIE
     return torch.stack(per_level, 0).mean(0)
 
 
-CURVE_BINS = 256  # the input's 8-bit values: the lookup-table entries of util.tone.curve_image
-
-
 def curve_residual(x: torch.Tensor, inp: torch.Tensor, bins: int = CURVE_BINS) -> torch.Tensor:
     """``x`` less its least-squares per-channel curve of ``inp``: per sample and channel, each pixel of ``x`` minus
     the mean of ``x`` over the pixels where ``inp`` has the same 8-bit value (the projection that
@@ -142,11 +141,6 @@ def curve_residual(x: torch.Tensor, inp: torch.Tensor, bins: int = CURVE_BINS) -
     tone and contrast errors, which a per-channel curve corrects. ``x``, ``inp``: (B, C, H, W) in [0, 1] for ``inp``,
     any float dtype (computed in float32). Returns (B, C, H, W) float32.
     """
-    b, c = x.shape[:2]
     x = x.float()
-    offsets = torch.arange(b * c, device=x.device).view(b, c, 1, 1) * bins
-    index = (inp.detach().float().clamp(0, 1) * (bins - 1)).round().long() + offsets
-    flat_index, flat_x = index.reshape(-1), x.reshape(-1)
-    sums = torch.zeros(b * c * bins, device=x.device, dtype=torch.float32).index_add(0, flat_index, flat_x)
-    counts = torch.bincount(flat_index, minlength=b * c * bins).clamp(min=1).to(torch.float32)
-    return x - (sums / counts)[index]
+    values = (inp.detach().float().clamp(0, 1) * (bins - 1)).round().long()
+    return x - channel_curve(x, values, bins)

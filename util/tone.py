@@ -17,8 +17,11 @@ which can change tone and contrast but cannot move or remove a structure in the 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from util.metrics import psnr
+
+CURVE_BINS = 256  # 8-bit input values: the entries of a per-channel curve's lookup table
 
 
 def channel_means(image_u8: np.ndarray) -> np.ndarray:
@@ -54,20 +57,28 @@ def tone_scores(I_u8: np.ndarray, T_u8: np.ndarray, gt_u8: np.ndarray) -> dict[s
     }
 
 
+def channel_curve(x: torch.Tensor, values: torch.Tensor, bins: int = CURVE_BINS) -> torch.Tensor:
+    """The least-squares per-channel curve of ``values`` onto ``x``, at every pixel: per sample and channel, the mean
+    of ``x`` over the pixels where ``values`` is the same. ``x``: (B, C, H, W) float (differentiable; the result has
+    its dtype); ``values``: (B, C, H, W) integers in [0, bins) (e.g. an 8-bit input). The projection behind
+    :func:`curve_image` and the training loss :func:`models.losses.curve_residual`."""
+    b, c = x.shape[:2]
+    index = values.long() + torch.arange(b * c, device=x.device).view(b, c, 1, 1) * bins
+    flat_index = index.reshape(-1)
+    sums = torch.zeros(b * c * bins, device=x.device, dtype=x.dtype).index_add(0, flat_index, x.reshape(-1))
+    counts = torch.bincount(flat_index, minlength=b * c * bins).clamp(min=1).to(x.dtype)
+    return (sums / counts)[index]
+
+
 def curve_image(image_u8: np.ndarray, target_u8: np.ndarray) -> np.ndarray:
     """The least-squares per-channel curve of ``image_u8`` onto ``target_u8`` (both (H, W, 3) uint8), applied:
     each channel value v of the image becomes the mean of the target's channel over the pixels where the image's is
-    v, rounded to uint8 (values that do not occur map to themselves, unused)."""
+    v (:func:`channel_curve`, in float64: exact sums of 8-bit values), rounded to uint8."""
     if image_u8.shape != target_u8.shape:
         raise ValueError(f"image shapes differ: {image_u8.shape} and {target_u8.shape}")
-    out = np.empty_like(image_u8)
-    for c in range(image_u8.shape[-1]):
-        values = image_u8[..., c].reshape(-1).astype(np.int64)
-        sums = np.bincount(values, weights=target_u8[..., c].reshape(-1).astype(np.float64), minlength=256)
-        counts = np.bincount(values, minlength=256)
-        lut = np.where(counts > 0, sums / np.maximum(counts, 1), np.arange(256))
-        out[..., c] = np.clip(np.round(lut), 0, 255).astype(np.uint8)[image_u8[..., c]]
-    return out
+    target, values = (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None] for a in (target_u8, image_u8))
+    curve = channel_curve(target.double(), values)
+    return curve.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
 
 
 def curve_scores(I_u8: np.ndarray, T_u8: np.ndarray, gt_u8: np.ndarray) -> dict[str, float]:
