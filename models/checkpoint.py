@@ -15,6 +15,24 @@ WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model")  # BasicSR / Ligh
 WIDTH_KEY = "shallow_feat1_r.0.weight"  # (ngf, 4, 3, 3): its first dimension is the generator width
 _ORB_KEY = re.compile(r"^stage2_orsnet_t\.orb1\.body\.(\d+)\.")
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")  # torch's weights-only refusal
+# how torch.save's files begin: a zip archive (since PyTorch 1.6) or the legacy format's pickle (protocol 2+)
+TORCH_FILE_MAGICS = (b"PK\x03\x04", b"\x80")
+_HTML_START = re.compile(rb"^\s*(<!doctype html|<html|<head|<\?xml)", re.IGNORECASE)
+
+
+def not_a_torch_file(path: Path, what: str) -> str | None:
+    """Why ``path`` cannot be a torch.save file, judged from its first bytes (None where it may be one). A web page
+    saved in place of the weights (a cloud drive's download or warning page) is named as such."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+    if head.startswith(TORCH_FILE_MAGICS):
+        return None
+    if _HTML_START.match(head):
+        return (f"cannot read {what} {path}: it is a web page (HTML), not weights: the download saved the page (a "
+                "cloud drive's download or warning page?) instead of the file; download the file itself again")
+    shown = head[:16].decode("latin-1").encode("unicode_escape").decode("ascii")
+    return (f"cannot read {what} {path}: not a PyTorch weights file (it begins with '{shown}', not a torch.save "
+            "archive); give the .pth file that torch.save wrote")
 
 
 def load_state_dict_file(path) -> dict[str, torch.Tensor]:
@@ -48,6 +66,9 @@ def safe_torch_load(path, what: str = "checkpoint"):
     try:
         if path.stat().st_size == 0:
             raise UserError(f"cannot read {what} {path}: the file is empty (0 bytes); copy it again")
+        problem = not_a_torch_file(path, what)
+        if problem:
+            raise UserError(problem)
         return torch.load(path, map_location="cpu", weights_only=True)
     except UserError:
         raise

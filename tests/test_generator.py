@@ -104,11 +104,17 @@ def test_untrusted_and_broken_checkpoints_never_suggest_weights_only_false(tmp_p
     sd = CR3Net(ngf=8, num_cab=1).state_dict()
     torch.save(sd, tmp_path / "whole.pth")
     (tmp_path / "truncated.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:3000])
+    (tmp_path / "page.pth").write_text("\n<!DOCTYPE html><html><head><title>Google Drive</title></head></html>")
+    (tmp_path / "notes.pth").write_text("hello\n")
+    torch.save(sd, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert load_state_dict_file(tmp_path / "legacy.pth").keys() == sd.keys()  # the pre-1.6 format still loads
     cases = {
         "object.pth": r"object\.pth: it is not a plain weights file \(it holds the Python object .*NotWeights"
                       r".*untrusted",
         "empty.pth": r"empty\.pth: the file is empty",
         "truncated.pth": r"truncated\.pth: the file is truncated or corrupt; copy it again$",
+        "page.pth": r"page\.pth: it is a web page \(HTML\), not weights: .*download the file itself again$",
+        "notes.pth": r"notes\.pth: not a PyTorch weights file \(it begins with 'hello\\n', not a torch\.save",
     }
     for name, pattern in cases.items():
         with pytest.raises(UserError, match=pattern) as info:

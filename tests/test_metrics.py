@@ -354,6 +354,19 @@ def test_missing_backbone_is_an_error_naming_the_file_and_setup(tmp_path, monkey
     assert not (tmp_path / "pre").exists()
 
 
+def test_damaged_backbone_is_an_error_naming_the_file_and_the_remedy(tmp_path, monkeypatch):
+    """A converted file that cannot be read (cut short, replaced by something else) is one line with the way back."""
+    monkeypatch.setenv(backbones.PRETRAINED_ENV, str(tmp_path / "pre"))
+    (tmp_path / "pre").mkdir()
+    (tmp_path / "pre" / backbones.VGG16_FILE).write_text("<!DOCTYPE html><html></html>")
+    torch.save([1, 2], tmp_path / "pre" / backbones.ALEXNET_FILE)
+    with pytest.raises(UserError, match=r"vgg16_features\.pth: it is a web page .*\(delete .*vgg16_features\.pth and "
+                                        r"run `python -m util\.backbones` to convert it again\)$"):
+        backbones.load_vgg_features("vgg16")
+    with pytest.raises(UserError, match=r"alexnet_features\.pth does not hold the ImageNet alexnet weights"):
+        backbones.load_alexnet_features()
+
+
 def test_vgg_kinds(tmp_path, monkeypatch, backbone_files):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(UserError, match="vgg19-dcbb9e9d.pth"):

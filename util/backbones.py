@@ -37,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_ENV = "CR3NET_PRETRAINED"
 
 SETUP_COMMAND = "python -m util.backbones"  # the one step that fetches and converts the weights
+_REMAKE = f"delete {{path}} and run `{SETUP_COMMAND}` to convert it again"  # remedy for a damaged converted file
 ALEXNET_FILE = "alexnet_features.pth"
 VGG16_FILE = "vgg16_features.pth"
 
@@ -140,9 +141,22 @@ def _from_torchvision_cache(arch: str) -> dict[str, torch.Tensor] | None:
     path = torchvision_cache_dir() / TORCHVISION_CACHE_FILES[arch]
     if not path.is_file():
         return None
-    full = torch.load(path, map_location="cpu", weights_only=True)
+    full = _read_weights(path, arch, "delete it; torchvision downloads it again where it has a network")
     prefix = "features."
     return {key[len(prefix) :]: value for key, value in full.items() if key.startswith(prefix)}
+
+
+def _read_weights(path: Path, arch: str, remedy: str) -> dict[str, torch.Tensor]:
+    """The state_dict in ``path``; a file that cannot be read is one :class:`UserError` naming it and ``remedy``."""
+    from models.checkpoint import safe_torch_load  # models imports util: imported at use
+
+    try:
+        state = safe_torch_load(path, f"the ImageNet {arch} weights")
+    except UserError as err:
+        raise UserError(f"{err} ({remedy})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path} does not hold the ImageNet {arch} weights (a state_dict) ({remedy})")
+    return state
 
 
 def _sha256(path: Path) -> str:
@@ -273,7 +287,7 @@ def load_alexnet_features() -> nn.Sequential:
     Input: (B, 3, H, W) float32, ImageNet-normalised RGB. Reads :func:`backbone_file` (never downloads).
     """
     path = backbone_file("alexnet")
-    return _load_features("alexnet", torch.load(path, map_location="cpu", weights_only=True))
+    return _load_features("alexnet", _read_weights(path, "alexnet", _REMAKE.format(path=path)))
 
 
 def load_vgg_features(kind: str = "auto") -> tuple[nn.Sequential, str]:
@@ -297,7 +311,7 @@ def load_vgg_features(kind: str = "auto") -> tuple[nn.Sequential, str]:
             )
         return _load_features("vgg19", state), "vgg19"
     path = backbone_file("vgg16")
-    return _load_features("vgg16", torch.load(path, map_location="cpu", weights_only=True)), "vgg16"
+    return _load_features("vgg16", _read_weights(path, "vgg16", _REMAKE.format(path=path))), "vgg16"
 
 
 def main(argv=None) -> None:
