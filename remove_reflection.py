@@ -7,9 +7,10 @@
     python remove_reflection.py FOLDER -o OUT_DIR --work_megapixels 2      # fast: the network at about 2 megapixels
 
 For each RAW file the RGB side is the camera's JPEG beside it (same stem: x.NEF + x.JPG) or given right after it,
-else an sRGB rendering of the RAW itself (camera white balance, no auto-brightness). A photo without a RAW file (a
-JPEG given alone, not right after a RAW; a JPEG in a folder with no RAW of its stem) runs as the RGB-only twin: the
-network's RAW input is made from the JPEG by the fixed inverse ISP of :mod:`data.pseudo_raw`. Writes
+else an sRGB rendering of the RAW itself (camera white balance, no auto-brightness). A photo without a RAW file (an
+RGB image given alone, not right after a RAW; in a folder, an RGB image of a stem that no RAW file has) runs as the
+RGB-only twin: the network's RAW input is made from the image by the fixed inverse ISP of :mod:`data.pseudo_raw`.
+A folder leaves out files named as results (``*_T.*``, ``*_R.*``), with a note. Writes
 ``<stem>_T.png`` (and ``<stem>_R.png`` with ``--save_reflection``) at the photo's full resolution and viewing
 orientation; ``--format jpg`` or ``tiff16`` (16-bit TIFF of the float result, ``<stem>_T.tif``) instead.
 ``--raw_out`` adds ``<stem>_T.dng``: the photo's own RAW with the reflection removed, with its metadata, for a RAW
@@ -77,6 +78,7 @@ from util.precision import (
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "demo" / "final_net_G_T.pth"
 JPEG_EXTENSIONS = (".jpg", ".jpeg")
+RESULT_STEM_SUFFIXES = ("_T", "_R")  # the results' names: <stem>_T.<ext>, <stem>_R.<ext> (job_outputs)
 JPEG_QUALITY_RANGE = (1, 100)  # Pillow's JPEG quality scale
 FORMAT_EXTENSIONS = {"png": "png", "jpg": "jpg", "tiff16": "tif"}  # --format -> file extension of the results
 PAGE_NAME = "index.html"  # --page: the before/after page in the output folder
@@ -165,8 +167,8 @@ def collect_jobs(inputs) -> list[Job]:
 
     A RAW without a JPEG given after it takes the JPEG of its stem beside it (``x.NEF`` + ``x.JPG``; two such JPEGs are
     an error). An RGB image right after a RAW file is that RAW's JPEG; anywhere else it is a photo of its own, run
-    with a RAW made from it (the RGB-only twin). A folder gives its RAW files and the JPEGs that no RAW of the folder
-    takes (other RGB formats in a folder are left alone: earlier results may lie there).
+    with a RAW made from it (the RGB-only twin). A folder gives its RAW files and the RGB images (JPEG, PNG, TIFF, ...)
+    of other stems (:func:`folder_jobs`).
     """
     jobs: list[Job] = []
     after_raw = False  # the previous argument was a RAW file that has no RGB image given after it yet
@@ -174,15 +176,7 @@ def collect_jobs(inputs) -> list[Job]:
         path = Path(arg)
         raw_file = False
         if path.is_dir():
-            raws = sorted(p for p in path.iterdir() if p.is_file() and is_camera_raw(p))
-            jpegs = files_by_stem(path, JPEG_EXTENSIONS, unique=True)
-            stems = {r.stem for r in raws}
-            alone = sorted(p for stem, p in jpegs.items() if stem not in stems)
-            if not raws and not alone:
-                raise UserError(f"folder {path} holds no photo: no camera RAW file (DNG, NEF, CR2, CR3, ARW, ...) "
-                                "and no JPEG")
-            jobs.extend(Job(r, jpegs.get(r.stem)) for r in raws)
-            jobs.extend(Job(None, p) for p in alone)
+            jobs.extend(folder_jobs(path))
         elif not path.exists():
             raise UserError(f"{path} does not exist")
         elif is_camera_raw(path):
@@ -198,6 +192,47 @@ def collect_jobs(inputs) -> list[Job]:
                             "photo (JPEG, PNG, TIFF, ...) or a folder")
         after_raw = raw_file
     return jobs
+
+
+def is_earlier_result(path: Path) -> bool:
+    """A name this tool gives its results (``<stem>_T.png``, ``<stem>_R.jpg``, ``<stem>_T.dng``, ...)."""
+    return path.stem.endswith(RESULT_STEM_SUFFIXES)
+
+
+def listed(paths: list[Path], shown: int = 3) -> str:
+    names = ", ".join(p.name for p in paths[:shown])
+    return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
+
+
+def folder_jobs(folder: Path) -> list[Job]:
+    """The photos of one folder (not its subfolders): each camera RAW file with the JPEG of its stem, then every RGB
+    image (JPEG, PNG, TIFF, BMP, WebP) of a stem that no RAW file has, as a photo of its own. Left out, with a note:
+    files named as this tool's results (``*_T.*``, ``*_R.*``: a run may have written into the folder; given as files
+    they are processed), other RGB files of a RAW file's stem (``x.tif`` beside ``x.NEF``: the same photo), and files
+    that are neither RAW nor RGB images (sidecars, notes). A folder left with no photo is an error."""
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+    results = [p for p in files if is_earlier_result(p) and (is_camera_raw(p) or p.suffix.lower() in RGB_EXTENSIONS)]
+    raws = [p for p in files if is_camera_raw(p) and p not in results]
+    jpegs = files_by_stem(folder, JPEG_EXTENSIONS, unique=True)  # a RAW's partner; two of one stem: an error
+    images = [p for paths in files_by_stem(folder, RGB_EXTENSIONS).values() for p in paths if p not in results]
+    raw_stems = {r.stem: r for r in raws}
+    partners = {jpegs[stem] for stem in raw_stems if stem in jpegs}
+    same_photo = [p for p in images if p.stem in raw_stems and p not in partners]
+    alone = [p for p in images if p.stem not in raw_stems]
+    other = [p for p in files if p not in results and not is_camera_raw(p) and p.suffix.lower() not in RGB_EXTENSIONS]
+    if results:
+        print(f"note: {folder}: left out {len(results)} file(s) named as results of this tool ({listed(results)}); "
+              "give them as files to process them")
+    for image in same_photo:
+        print(f"note: {folder}: left out {image.name}: the RAW file {raw_stems[image.stem].name} of its stem is that "
+              "photo (give the image after the RAW file to use it as the RAW's RGB side)")
+    if other:
+        print(f"note: {folder}: left out {len(other)} file(s) that are neither camera RAW files nor RGB images "
+              f"({listed(other)})")
+    if not raws and not alone:
+        raise UserError(f"folder {folder} holds no photo: no camera RAW file (DNG, NEF, CR2, CR3, ARW, ...) and no RGB "
+                        "image (JPEG, PNG, TIFF, ...) other than results of this tool")
+    return [Job(r, jpegs.get(r.stem)) for r in raws] + [Job(None, p) for p in alone]
 
 
 def check_jobs(jobs: list[Job], args) -> None:

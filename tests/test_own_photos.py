@@ -143,6 +143,37 @@ def test_folder_gives_raw_photos_and_jpegs_without_a_raw(tmp_path, weights, caps
     assert "x.dng (camera JPEG x.jpg)" in out and "y.jpg (no RAW file: RAW made from the RGB" in out
 
 
+def test_folder_takes_every_rgb_format_and_leaves_out_results(tmp_path, capsys):
+    """PNG / TIFF / BMP / WebP photos without a RAW are photos too; a folder that a run wrote into gives its photos
+    again, not its results (x_T.png, x_R.jpg, x_T.dng); another image of a RAW's stem is that photo; each left-out
+    file is named in a note; a folder of results only is refused."""
+    pytest.importorskip("pidng")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cam = scene_dng(folder / "x.dng", h=64, w=96, seed=8)
+    save_jpeg(folder / "x.jpg", render_rgb(cam))
+    rgb = render_rgb(cam)
+    for name in ("x.tif", "y.png", "z.tiff", "w.bmp", "v.webp", "x_T.png", "x_R.jpg", "y_T.png"):
+        Image.fromarray(rgb).save(folder / name)
+    scene_dng(folder / "x_T.dng", h=64, w=96, seed=8)
+    (folder / "x.xmp").write_text("<x:xmpmeta/>")
+    (folder / "notes.txt").write_text("shot through the shop window")
+    jobs = remove_reflection.collect_jobs([folder])
+    assert [(j.raw and j.raw.name, j.rgb and j.rgb.name) for j in jobs] == [
+        ("x.dng", "x.jpg"), (None, "v.webp"), (None, "w.bmp"), (None, "y.png"), (None, "z.tiff")]
+    out = capsys.readouterr().out
+    assert "left out 4 file(s) named as results of this tool (x_R.jpg, x_T.dng, x_T.png and 1 more)" in out
+    assert "left out x.tif: the RAW file x.dng of its stem is that photo" in out
+    assert "left out 2 file(s) that are neither camera RAW files nor RGB images (notes.txt, x.xmp)" in out
+    assert [j.photo.name for j in remove_reflection.collect_jobs([folder / "x_T.png"])] == ["x_T.png"]  # as a file: yes
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("x_T.png", "x_R.jpg"):
+        (folder / name).rename(results / name)
+    with pytest.raises(UserError, match=r"folder .*results holds no photo: .* other than results of this tool"):
+        remove_reflection.collect_jobs([results])
+
+
 def run(args, weights, *extra):
     return remove_reflection.main([*map(str, args), "--checkpoint", str(weights), "--gpu_ids", "-1", *extra])
 
