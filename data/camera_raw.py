@@ -181,16 +181,64 @@ def _tiff_truncation(path: Path) -> str | None:
     return None
 
 
+RAF_MAGIC = b"FUJIFILMCCD-RAW"
+# RAF header: big-endian (offset, length) pairs of the embedded JPEG, the CFA header and the CFA data (dcraw's reading)
+RAF_SECTIONS = ((84, "embedded JPEG"), (92, "CFA header"), (100, "CFA data"))
+RAF_HEADER_BYTES = 108
+
+
+def _bmff_truncation(f, size: int) -> str | None:
+    """Why an ISO base media file (Canon CR3) is cut short: a top-level box that runs past the end of the file."""
+    pos = 0
+    while pos < size:
+        f.seek(pos)
+        head = f.read(16)
+        if len(head) < 8:
+            return f"its last box header at byte {pos:,} is cut off (the file has {size:,} bytes)"
+        length, kind = int.from_bytes(head[:4], "big"), head[4:8].decode("latin-1")
+        if length == 0:  # the last box, to the end of the file
+            return None
+        if length == 1:  # a 64-bit size follows the type
+            if len(head) < 16:
+                return f"its last box header at byte {pos:,} is cut off (the file has {size:,} bytes)"
+            length = int.from_bytes(head[8:16], "big")
+        if length < 8:
+            return f"its box {kind!r} at byte {pos:,} has an impossible size ({length})"
+        if pos + length > size:
+            return f"its box {kind!r} runs to byte {pos + length:,}, the file has {size:,} bytes"
+        pos += length
+    return None
+
+
+def _container_truncation(path: Path) -> str | None:
+    """Why a RAW file of a non-TIFF container (Canon CR3: ISO base media boxes; Fujifilm RAF: a header of offsets) is
+    cut short, or None where nothing shows it is (or the file is neither): LibRaw may read such a file without an
+    error, as it does a DNG cut before its image data."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(RAF_HEADER_BYTES)
+        if head[4:8] == b"ftyp":
+            return _bmff_truncation(f, size)
+        if head.startswith(RAF_MAGIC):
+            if len(head) < RAF_HEADER_BYTES:
+                return f"its {RAF_HEADER_BYTES}-byte RAF header is cut off at {size:,} bytes"
+            for at, section in RAF_SECTIONS:
+                offset, length = (int.from_bytes(head[i : i + 4], "big") for i in (at, at + 4))
+                if offset and offset + length > size:
+                    return f"its {section} runs to byte {offset + length:,}, the file has {size:,} bytes"
+    return None
+
+
 @contextlib.contextmanager
 def _open_raw(path: Path):
     """Open and unpack ``path`` with LibRaw; every LibRaw failure becomes a ``UserError`` naming the file.
 
-    A TIFF-based file cut before the end of its image data is refused before LibRaw sees it: LibRaw reads a file cut
-    before its image data without an error, into an uninitialised buffer.
+    A file cut before the end of its image data (TIFF-based, CR3 or RAF) is refused before LibRaw sees it: LibRaw
+    reads a DNG cut before its image data without an error, into an uninitialised buffer.
     """
     if not path.is_file():
         raise UserError(f"cannot read camera RAW {path}: no such file")
-    cut = _tiff_truncation(path)
+    cut = _tiff_truncation(path) or _container_truncation(path)
     if cut is not None:
         raise UserError(f"cannot read camera RAW {path}: the file is truncated or damaged ({cut}); copy it again")
     raw = rawpy.RawPy()

@@ -403,6 +403,48 @@ def test_dng_cut_before_its_image_data(shared_data, tmp_path, capfd):
     assert read_camera_raw(shared_data / BLACKMAGIC).mosaic.shape == (2176, 4128)  # the whole file still reads
 
 
+def box(kind: bytes, payload: bytes, large: bool = False) -> bytes:
+    """One ISO base media box, with a 32-bit size or (``large``) the 64-bit form."""
+    if large:
+        return (1).to_bytes(4, "big") + kind + (16 + len(payload)).to_bytes(8, "big") + payload
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+def test_cr3_and_raf_cut_short_are_refused_before_libraw(tmp_path, monkeypatch):
+    """Non-TIFF containers: a CR3 (ISO base media boxes) cut inside a box and a RAF cut inside a section its header
+    points to are refused naming the file, before LibRaw opens them; whole files pass the check."""
+    from data.camera_raw import _container_truncation
+
+    cr3 = (box(b"ftyp", b"crx \x00\x00\x00\x01crx isom") + box(b"moov", bytes(40))
+           + box(b"mdat", bytes(range(256)) * 8, large=True))
+    raf = bytearray(b"FUJIFILMCCD-RAW 0201FF383501" + bytes(80))
+    for at, (offset, length) in zip((84, 92, 100), ((108, 100), (208, 50), (258, 2000)), strict=True):
+        raf[at : at + 8] = offset.to_bytes(4, "big") + length.to_bytes(4, "big")
+    raf = bytes(raf) + bytes(2150)
+    boundaries = {24, 24 + 48}  # a CR3 cut exactly between two boxes shows no sign of it
+    for name, data in (("x.cr3", cr3), ("x.raf", raf)):
+        whole = tmp_path / name
+        whole.write_bytes(data)
+        assert _container_truncation(whole) is None, name
+        for end in range(16, len(data), 97):  # from the end of the RAF magic
+            if name == "x.cr3" and end in boundaries:
+                continue
+            cut = tmp_path / f"cut_{end}_{name}"
+            cut.write_bytes(data[:end])
+            assert _container_truncation(cut) is not None, (name, end)
+    monkeypatch.setattr(rawpy, "RawPy", pytest.fail)  # refused before LibRaw
+    (tmp_path / "c.cr3").write_bytes(cr3[:1000])
+    with pytest.raises(UserError, match=r"c\.cr3: the file is truncated or damaged \(its box 'mdat' runs to byte "
+                                        r"2,136, the file has 1,000 bytes\); copy it again"):
+        read_camera_raw(tmp_path / "c.cr3")
+    (tmp_path / "f.raf").write_bytes(raf[:1000])
+    with pytest.raises(UserError, match=r"f\.raf: the file is truncated or damaged \(its CFA data runs to byte 2,258"):
+        read_camera_raw(tmp_path / "f.raf")
+    (tmp_path / "h.raf").write_bytes(raf[:60])
+    with pytest.raises(UserError, match=r"h\.raf: .*its 108-byte RAF header is cut off at 60 bytes"):
+        read_camera_raw(tmp_path / "h.raf")
+
+
 def test_bad_files(tmp_path):
     junk = tmp_path / "junk.nef"
     junk.write_bytes(np.random.default_rng(0).bytes(50_000))
