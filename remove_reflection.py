@@ -230,8 +230,11 @@ def folder_jobs(folder: Path) -> list[Job]:
         print(f"note: {folder}: left out {len(other)} file(s) that are neither camera RAW files nor RGB images "
               f"({listed(other)})")
     if not raws and not alone:
+        subfolders = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
+        hint = (f"; subfolders are not searched: give them (e.g. {subfolders[0]}"
+                f"{f' and {len(subfolders) - 1} more' if len(subfolders) > 1 else ''})" if subfolders else "")
         raise UserError(f"folder {folder} holds no photo: no camera RAW file (DNG, NEF, CR2, CR3, ARW, ...) and no RGB "
-                        "image (JPEG, PNG, TIFF, ...) other than results of this tool")
+                        f"image (JPEG, PNG, TIFF, ...) other than results of this tool{hint}")
     return [Job(r, jpegs.get(r.stem)) for r in raws] + [Job(None, p) for p in alone]
 
 

@@ -170,8 +170,14 @@ def test_folder_takes_every_rgb_format_and_leaves_out_results(tmp_path, capsys):
     results.mkdir()
     for name in ("x_T.png", "x_R.jpg"):
         (folder / name).rename(results / name)
-    with pytest.raises(UserError, match=r"folder .*results holds no photo: .* other than results of this tool"):
+    with pytest.raises(UserError, match=r"folder .*results holds no photo: .* other than results of this tool$"):
         remove_reflection.collect_jobs([results])
+    card = tmp_path / "card"  # a memory card's copy: the photos sit in subfolders
+    for sub in ("DCIM/100CANON", "DCIM/101CANON"):
+        (card / sub).mkdir(parents=True)
+    with pytest.raises(UserError, match=r"card/DCIM holds no photo: .*; subfolders are not searched: give them "
+                                        r"\(e\.g\. .*card/DCIM/100CANON and 1 more\)$"):
+        remove_reflection.collect_jobs([card / "DCIM"])
 
 
 def run(args, weights, *extra):
