@@ -194,6 +194,11 @@ def collect_jobs(inputs) -> list[Job]:
     return jobs
 
 
+def is_photo_file(path: Path) -> bool:
+    """A camera RAW file or an RGB image, by its suffix (the file is not opened)."""
+    return is_camera_raw(path) or path.suffix.lower() in RGB_EXTENSIONS
+
+
 def is_earlier_result(path: Path) -> bool:
     """A name this tool gives its results (``<stem>_T.png``, ``<stem>_R.jpg``, ``<stem>_T.dng``, ...)."""
     return path.stem.endswith(RESULT_STEM_SUFFIXES)
@@ -211,7 +216,7 @@ def folder_jobs(folder: Path) -> list[Job]:
     they are processed), other RGB files of a RAW file's stem (``x.tif`` beside ``x.NEF``: the same photo), and files
     that are neither RAW nor RGB images (sidecars, notes). A folder left with no photo is an error."""
     files = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
-    results = [p for p in files if is_earlier_result(p) and (is_camera_raw(p) or p.suffix.lower() in RGB_EXTENSIONS)]
+    results = [p for p in files if is_earlier_result(p) and is_photo_file(p)]
     raws = [p for p in files if is_camera_raw(p) and p not in results]
     jpegs = files_by_stem(folder, JPEG_EXTENSIONS, unique=True)  # a RAW's partner; two of one stem: an error
     images = [p for paths in files_by_stem(folder, RGB_EXTENSIONS).values() for p in paths if p not in results]
@@ -219,7 +224,7 @@ def folder_jobs(folder: Path) -> list[Job]:
     partners = {jpegs[stem] for stem in raw_stems if stem in jpegs}
     same_photo = [p for p in images if p.stem in raw_stems and p not in partners]
     alone = [p for p in images if p.stem not in raw_stems]
-    other = [p for p in files if p not in results and not is_camera_raw(p) and p.suffix.lower() not in RGB_EXTENSIONS]
+    other = [p for p in files if not is_photo_file(p)]
     if results:
         print(f"note: {folder}: left out {len(results)} file(s) named as results of this tool ({listed(results)}); "
               "give them as files to process them")

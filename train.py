@@ -39,6 +39,7 @@ from pathlib import Path
 from data import create_dataset
 from models import create_model
 from models.checkpoint_sets import repair_pending_sets
+from models.networks import resolve_schedule
 from models.rawrr_training import RAWRRTrainer
 from options.base_options import experiment_dir, save_options
 from options.train_options import TrainOptions
@@ -76,9 +77,7 @@ def train(opt, parser) -> dict:
     if iters_per_epoch == 0:
         raise UserError(f"--batch_size {opt.batch_size} is larger than the {sampler.num_samples} samples per epoch and "
                         "process: lower --batch_size or raise --samples_per_epoch")
-    opt.n_iters = opt.n_iters if opt.n_iters > 0 else opt.n_epochs * iters_per_epoch
-    opt.lr_decay_iters = opt.lr_decay_iters if opt.lr_decay_iters > 0 else max(1, opt.n_iters // 2)
-    opt.n_iters_decay_start = opt.lr_decay_iters  # models.networks.get_scheduler's name for the linear policy
+    resolve_schedule(opt, iters_per_epoch)
     validator = Validator(opt) if opt.val_dataroot else None  # every rank: a bad folder fails everywhere at once
 
     model = create_model(opt)

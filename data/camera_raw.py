@@ -193,15 +193,12 @@ def _bmff_truncation(f, size: int) -> str | None:
     while pos < size:
         f.seek(pos)
         head = f.read(16)
-        if len(head) < 8:
+        large = len(head) >= 8 and int.from_bytes(head[:4], "big") == 1  # a 64-bit size follows the type
+        if len(head) < (16 if large else 8):
             return f"its last box header at byte {pos:,} is cut off (the file has {size:,} bytes)"
-        length, kind = int.from_bytes(head[:4], "big"), head[4:8].decode("latin-1")
+        length, kind = int.from_bytes(head[8:16] if large else head[:4], "big"), head[4:8].decode("latin-1")
         if length == 0:  # the last box, to the end of the file
             return None
-        if length == 1:  # a 64-bit size follows the type
-            if len(head) < 16:
-                return f"its last box header at byte {pos:,} is cut off (the file has {size:,} bytes)"
-            length = int.from_bytes(head[8:16], "big")
         if length < 8:
             return f"its box {kind!r} at byte {pos:,} has an impossible size ({length})"
         if pos + length > size:

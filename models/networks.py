@@ -55,6 +55,14 @@ def define_D(input_nc: int = 3, ndf: int = 64, n_layers: int = 3, init_type="nor
     return init_net(NLayerDiscriminator(input_nc, ndf, n_layers), init_type, init_gain, device)
 
 
+def resolve_schedule(opt, iters_per_epoch: int) -> None:
+    """Fill in the run's length and decay point: ``opt.n_iters`` (``--n_epochs`` epochs where 0), ``opt.lr_decay_iters``
+    (half the run where 0) and ``opt.n_iters_decay_start`` (:func:`get_scheduler`'s name for the linear policy's)."""
+    opt.n_iters = opt.n_iters if opt.n_iters > 0 else opt.n_epochs * iters_per_epoch
+    opt.lr_decay_iters = opt.lr_decay_iters if opt.lr_decay_iters > 0 else max(1, opt.n_iters // 2)
+    opt.n_iters_decay_start = opt.lr_decay_iters
+
+
 def get_scheduler(optimizer, opt):
     """Learning-rate schedule stepped once per iteration. Upstream trains at a constant rate."""
     policy = getattr(opt, "lr_policy", "constant")

@@ -35,10 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
+from models.networks import resolve_schedule
 from util.allocator import keep_buffers_mapped
 from util.errors import UserError, run_cli
 from util.help import HelpFormatter
+from util.image_io import to_uint8
 from util.metrics import json_safe, psnr
 from util.precision import autocast
 from util.tone import curve_scores
@@ -80,19 +83,8 @@ def training_options(train_flags: list[str], checkpoints_dir: str):
     opt = TrainOptions().parse([*TRAIN_FLAGS, *train_flags, "--name", "fit_check", "--checkpoints_dir",
                                 checkpoints_dir], save=False)
     opt.rank, opt.world_size = 0, 1  # one process (what training.distributed.process_group sets)
-    opt.lr_decay_iters = opt.lr_decay_iters if opt.lr_decay_iters > 0 else max(1, opt.n_iters // 2)  # as train.py
-    opt.n_iters_decay_start = opt.lr_decay_iters
+    resolve_schedule(opt, iters_per_epoch=1)  # --n_iters is always given
     return opt
-
-
-def as_batch(items: list[dict]) -> dict[str, torch.Tensor]:
-    return {key: torch.stack([item[key] for item in items]) for key, value in items[0].items()
-            if isinstance(value, torch.Tensor)}
-
-
-def to_u8(x: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float -> (H, W, 3) uint8, clamped and rounded as saved images are."""
-    return (x.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def score(trainer, items: list[dict]) -> dict[str, float]:
@@ -102,12 +94,12 @@ def score(trainer, items: list[dict]) -> dict[str, float]:
     rows = []
     with torch.no_grad():
         for start in range(0, len(items), EVAL_BATCH):
-            batch = as_batch(items[start : start + EVAL_BATCH])
+            batch = default_collate(items[start : start + EVAL_BATCH])
             trainer.set_input(batch)
             with autocast(trainer.device, trainer.precision):
                 (_, T), _ = net(trainer.input["I_rgb"], trainer.input["I_raw"])
             for j in range(T.shape[0]):
-                I_u8, T_u8, gt_u8 = to_u8(batch["I_rgb"][j]), to_u8(T[j]), to_u8(batch["T_rgb"][j])
+                I_u8, T_u8, gt_u8 = (to_uint8(x[j].float()) for x in (batch["I_rgb"], T.cpu(), batch["T_rgb"]))
                 nothing = psnr(gt_u8, I_u8)
                 curve = curve_scores(I_u8, T_u8, gt_u8)
                 rows.append([psnr(gt_u8, T_u8) - nothing, curve["beyond_curve_psnr"],
@@ -157,7 +149,7 @@ def main(argv=None) -> list[dict]:
         if it == args.iters:
             break
         picks = [fixed[(it * opt.batch_size + k) % len(fixed)] for k in range(opt.batch_size)]
-        trainer.set_input(as_batch(picks))
+        trainer.set_input(default_collate(picks))
         trainer.optimize_parameters(it + 1)
     if args.json:
         args.json.write_text(json.dumps(json_safe({"args": vars(args) | {"json": str(args.json)},
