@@ -116,9 +116,11 @@ def main(argv=None) -> list[dict]:
     from data import create_dataset
     from models import create_model
     from models.rawrr_training import RAWRRTrainer
+    from training.loading import seed_everything
 
     with tempfile.TemporaryDirectory(prefix="fit_check_") as scratch:
         opt = training_options([*train_flags, "--n_iters", str(args.iters)], scratch)
+        seed_everything(opt.seed)  # as train.py: the discriminator's (and, with --init_from none, G's) initial weights
         dataset = create_dataset(opt)
         dataset.set_epoch(0)
         fixed = [dataset[i % len(dataset)] for i in range(args.num_fixed)]

@@ -45,6 +45,16 @@ def test_trains_on_the_fixed_samples_only_and_scores_both_sets(tmp_path, monkeyp
     assert out.count("  it ") == 3 and "best tone curve (oracle)" in out
 
 
+def test_the_same_flags_give_the_same_scores(tmp_path):
+    """--seed fixes the networks' initial weights, as in train.py: a rerun gives the same figures."""
+    photos = write_photos(tmp_path / "photos")
+    flags = ["--num_fixed", "2", "--num_unseen", "2", "--iters", "2", "--eval_every", "1", "--init_from", "none",
+             "--dataroot", str(photos), "--holdout_every", "0", "--ngf", "8", "--num_cab", "1", "--crop_size", "64",
+             "--batch_size", "2", "--precision", "fp32", "--gpu_ids", "-1"]
+    first, second = (fit_check.main(flags) for _ in range(2))
+    assert [row["fixed"] | row["unseen"] for row in first] == [row["fixed"] | row["unseen"] for row in second]
+
+
 def fake_trainer(predict):
     """What score() uses of a RAWRRTrainer, with a generator whose T is ``predict(input)``."""
     trainer = SimpleNamespace(device=torch.device("cpu"), precision="fp32", input={})
