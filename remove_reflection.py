@@ -66,7 +66,7 @@ from util.errors import FileSystemError, UserError, exit_fast, file_system_error
 from util.files import link_problem
 from util.help import HelpFormatter
 from util.html_report import make_preview, write_before_after
-from util.image_io import RGB_EXTENSIONS, files_by_stem, read_rgb, to_uint8, to_uint16, write_rgb, write_rgb16
+from util.image_io import RGB_EXTENSIONS, files_by_stem, read_photo, to_uint8, to_uint16, write_rgb, write_rgb16
 from util.precision import (
     PRECISIONS,
     add_memory_format_flags,
@@ -106,7 +106,8 @@ def parse_args(argv):
     )
     p.add_argument("inputs", nargs="+", metavar="PATH",
                    help="camera RAW files (DNG, NEF, CR2, CR3, ARW, ORF, RW2, PEF, ...), each optionally followed by "
-                   "its JPEG; JPEGs (or other RGB images) without a RAW; and/or folders of them")
+                   "its JPEG; JPEGs (or other RGB images: PNG, TIFF, ..., 8 or 16 bits) without a RAW; and/or "
+                   "folders of them")
     p.add_argument("-o", "--out_dir", required=True, help="folder for the results")
     p.add_argument("--save_reflection", action="store_true", help="also write the reflection <stem>_R")
     p.add_argument("--format", default="png", choices=tuple(FORMAT_EXTENSIONS),
@@ -373,17 +374,16 @@ def rgb_only_inputs(I_rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def process(job: Job, net, args, device, precision, channels_last, out_dir: Path, network: str) -> PhotoResult:
     start = time.perf_counter()
-    if job.raw is None:  # an RGB photo alone: viewing orientation, its RAW made by the inverse ISP
+    if job.raw is None:  # an RGB photo alone (8 or 16 bits): viewing orientation, its RAW made by the inverse ISP
         raw, orientation = None, 0
-        rgb_u8 = read_rgb(job.rgb, exif_orientation=True)
+        I_rgb = torch.from_numpy(read_photo(job.rgb)[0]).permute(2, 0, 1)[None]
+        rgb_u8 = to_uint8(I_rgb)
+        I_rgb, I_raw = rgb_only_inputs(I_rgb)
     else:
         raw = read_camera_raw(job.raw)
         orientation = raw.orientation
         rgb_u8 = load_jpeg_partner(job.rgb, raw) if job.rgb is not None else render_rgb(raw)
-    I_rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1)[None].float().div_(255)
-    if raw is None:
-        I_rgb, I_raw = rgb_only_inputs(I_rgb)
-    else:
+        I_rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1)[None].float().div_(255)
         I_raw = torch.from_numpy(raw.packed())[None]
     h, w = rgb_u8.shape[:2]
     seconds = {"read": time.perf_counter() - start}

@@ -15,11 +15,10 @@ from PIL import Image
 
 from data.camera_raw import CAMERA_RAW_EXTENSIONS, read_camera_raw
 from util.errors import UserError
-from util.image_io import UINT16_MAX, check_not_empty, read_rgb
+from util.image_io import PIL_16BIT_GREY_MODES, UINT16_MAX, check_not_empty, read_rgb
 
 # 16-bit single-channel Bayer mosaics, and camera RAW files (DNG, NEF, CR2, ...; read with rawpy)
 RAW_MOSAIC_EXTENSIONS = (".png", ".tiff", ".tif", *CAMERA_RAW_EXTENSIONS)
-_PIL_16BIT_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
 def _read_png_mosaic(path: Path) -> np.ndarray:
@@ -28,7 +27,7 @@ def _read_png_mosaic(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             mode, bands = img.mode, img.getbands()
-            if mode in _PIL_16BIT_GREY_MODES or mode == "I":
+            if mode in PIL_16BIT_GREY_MODES or mode == "I":
                 arr = np.asarray(img)
             else:
                 arr = None

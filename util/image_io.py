@@ -2,6 +2,8 @@
 
 * :func:`read_rgb`: an 8-bit photo or result as ``np.uint8`` (H, W, 3); every unreadable or unsuitable file is a
   :class:`util.errors.UserError` naming it (``cannot read image <path>: ...``).
+* :func:`read_photo`: a photo of 8 or 16 bits per sample as float32 in [0, 1] at its full precision (a photographer's
+  16-bit TIFF or PNG export for ``remove_reflection.py``).
 * :func:`write_rgb` / :func:`write_rgb16`: 8-bit images in the format of the extension, 16-bit RGB TIFFs; written
   whole or not at all (:func:`util.files.atomic_write`).
 * :func:`quantize` / :func:`to_uint8`: float sRGB in [0, 1] to 8 bits as ``x.clamp(0, 1).mul(255).round().byte()``,
@@ -21,7 +23,7 @@ from typing import Literal, overload
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from util.errors import UserError
 from util.files import atomic_write, link_problem
@@ -91,10 +93,7 @@ def read_rgb(path, *, rgb_only: bool = False, exif_orientation: bool = False) ->
     reduced to 8 bits behind the user's back. Between Pillow's limit and twice it, one ``warning:`` line naming the
     file goes to stderr and the image is read.
     """
-    path = Path(path)
-    if not path.exists():
-        raise UserError(link_problem(path) or f"cannot read image {path}: no such file")
-    check_not_empty(path)
+    path = _existing_file(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", Image.DecompressionBombWarning)
@@ -122,7 +121,7 @@ def _decode_rgb(path: Path, rgb_only: bool, exif_orientation: bool) -> np.ndarra
         if rgb_only and mode != "RGB":
             raise UserError(f"cannot read image {path}: image mode {mode}, expected 8-bit RGB as saved by test.py")
         depth = _sample_bits(img)
-        if depth != 8:
+        if depth > 8:
             raise UserError(
                 f"cannot read image {path}: it has {depth}-bit samples ({mode}); save it as an 8-bit RGB photo "
                 "(the network takes the camera's 8-bit sRGB; a Bayer mosaic belongs in a *_raw folder)"
@@ -135,10 +134,131 @@ def _decode_rgb(path: Path, rgb_only: bool, exif_orientation: bool) -> np.ndarra
         return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy (np.asarray's is read-only)
 
 
+# Pillow modes of 16-bit grey images (PNG, TIFF): read at full precision by Pillow itself
+PIL_16BIT_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+# EXIF orientation (tag 0x0112) -> numpy steps turning the stored (H, W, ...) array to the viewing orientation, as
+# Pillow's ImageOps.exif_transpose does for 8-bit images: 'lr' mirror columns, 'ud' mirror rows, 't' transpose,
+# applied in order
+_EXIF_STEPS = {1: "", 2: "lr", 3: "lr ud", 4: "ud", 5: "t", 6: "t lr", 7: "t lr ud", 8: "t ud"}
+EXIF_ORIENTATION_TAG = 0x0112
+TIFF_BITS_PER_SAMPLE_TAG = 258
+
+
+def exif_orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a stored (H, W[, C]) array to its viewing orientation by EXIF ``orientation`` 1..8 (any other value: as
+    stored), as :func:`PIL.ImageOps.exif_transpose` does for the images Pillow can hold."""
+    for step in _EXIF_STEPS.get(orientation, "").split():
+        if step == "t":
+            array = np.swapaxes(array, 0, 1)
+        else:
+            array = np.flip(array, 1 if step == "lr" else 0)
+    return np.ascontiguousarray(array)
+
+
+def read_photo(path, *, exif_orientation: bool = True) -> tuple[np.ndarray, int]:
+    """A photo for the network as float32 (H, W, 3) sRGB in [0, 1] at the precision it is stored in, and that
+    precision in bits per sample: 8 (JPEG, 8-bit PNG / TIFF / WebP / ..., read by :func:`read_rgb`: ``v / 255``) or
+    16 (16-bit PNG or TIFF, RGB, RGBA or grey: ``v / 65535``; alpha dropped, grey expanded). So a 16-bit export of
+    a photo, as RAW developers write them, is not cut to 8 bits; a 16-bit file whose values are an 8-bit photo's
+    times 257 gives exactly that photo's floats.
+
+    ``exif_orientation``: apply the file's EXIF (TIFF) orientation, the viewing orientation. Floating-point and
+    32-bit images, and every file :func:`read_rgb` refuses for another reason, raise ``UserError`` naming the file.
+    """
+    path = _existing_file(path)
+    try:
+        with Image.open(path) as img:
+            mode, depth = img.mode, _sample_bits(img)
+            if mode in PIL_8BIT_MODES and depth <= 8:
+                values = None
+            elif img.format == "TIFF":
+                values, orientation = _read_tiff(path)
+            elif mode in ("F", "I") or mode.startswith("I;32"):
+                raise UserError(_deep_samples(path, "floating-point" if mode == "F" else "32-bit integer"))
+            else:
+                values = _read_16bit_png(path, img, mode)
+                orientation = img.getexif().get(EXIF_ORIENTATION_TAG, 1)  # after the pixels: it may load the image
+    except UserError:
+        raise
+    except UnidentifiedImageError as err:  # Pillow reads no floating-point RGB TIFF, for one
+        if not _is_tiff(path):
+            raise UserError(f"cannot read image {path}: {err}") from err
+        values, orientation = _read_tiff(path)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise UserError(f"cannot read image {path}: {err}") from err
+    if values is None:
+        return read_rgb(path, exif_orientation=exif_orientation).astype(np.float32) / UINT8_MAX, 8
+    if values.ndim == 2:
+        values = values[..., None]
+    values = np.repeat(values[..., :1], 3, axis=2) if values.shape[2] in (1, 2) else values[..., :3]  # alpha dropped
+    if exif_orientation:
+        values = exif_orient(values, orientation)
+    return values.astype(np.float32) / UINT16_MAX, 16
+
+
+def _deep_samples(path: Path, kind: str) -> str:
+    return (f"cannot read image {path}: it has {kind} samples; export the photo as a 16-bit TIFF or PNG (read at full "
+            "precision) or as an 8-bit one")
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as file:
+        return file.read(4) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, int]:
+    """The first image of a TIFF as uint16 (H, W) or (H, W, C) (8-bit samples times 257) and its orientation tag."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            values = page.asarray()
+            tag = page.tags.get("Orientation")
+            orientation = int(tag.value) if tag is not None else 1
+            separate = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+    except (tifffile.TiffFileError, ValueError, OSError) as err:
+        raise UserError(f"cannot read image {path}: {err}") from err
+    if separate and values.ndim == 3:
+        values = np.moveaxis(values, 0, 2)  # stored plane by plane
+    if values.dtype.kind == "f":
+        raise UserError(_deep_samples(path, "floating-point"))
+    if values.dtype not in (np.uint8, np.uint16) or values.ndim not in (2, 3):
+        raise UserError(_deep_samples(path, f"{values.dtype} (shape {values.shape})"))
+    if values.dtype == np.uint8:
+        values = values.astype(np.uint16) * 257
+    return values, orientation
+
+
+def _read_16bit_png(path: Path, img: Image.Image, mode: str) -> np.ndarray:
+    """The stored samples of a 16-bit PNG as uint16 (H, W) or (H, W, C)."""
+    if mode in PIL_16BIT_GREY_MODES:
+        return np.asarray(img).astype(np.uint16)
+    # Pillow keeps only the high byte of each sample of 16-bit RGB(A) (raw modes 'RGB;16B', 'RGBA;16B'). Decoding
+    # the same data again with the little-endian raw mode, which has the same bytes per pixel and so unfilters the
+    # rows alike, gives the low bytes; together they are the stored values.
+    tile = img.tile[0] if len(img.tile) == 1 else None
+    rawmode = None if tile is None else tile.args if isinstance(tile.args, str) else tile.args[0]
+    if rawmode not in ("RGB;16B", "RGBA;16B"):
+        raise UserError(
+            f"cannot read image {path}: a 16-bit PNG of PIL mode {mode} is not read at full precision here; export "
+            "it as a 16-bit TIFF, or as an 8-bit photo"
+        )
+    high = np.asarray(img, dtype=np.uint8)
+    with Image.open(path) as again:
+        swapped = rawmode[:-1] + "L"
+        again.tile = [tile._replace(args=swapped if isinstance(tile.args, str) else (swapped, *tile.args[1:]))]
+        low = np.asarray(again, dtype=np.uint8)
+    return high.astype(np.uint16) << 8 | low
+
+
 def _sample_bits(img: Image.Image) -> int:
     """Bits per sample of a PNG or TIFF as stored, before Pillow reduces 16-bit RGB(A) to 8 bits on load
     (its tile's raw mode, e.g. ``RGB;16B``); 8 for every other format."""
-    if img.format not in ("PNG", "TIFF"):
+    if img.format == "TIFF":  # the tag, not the tiles: Pillow reads a 16-bit TIFF stored plane by plane as 8-bit
+        bits = img.tag_v2.get(TIFF_BITS_PER_SAMPLE_TAG, 8)
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    if img.format != "PNG":
         return 8
     for tile in getattr(img, "tile", None) or ():
         args = tile[3] if len(tile) > 3 else None
@@ -148,6 +268,15 @@ def _sample_bits(img: Image.Image) -> int:
             if digits and int(digits) > 8:
                 return int(digits)
     return 8
+
+
+def _existing_file(path) -> Path:
+    """``path`` as a Path; ``UserError`` naming it where it is missing, a broken link or empty."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(link_problem(path) or f"cannot read image {path}: no such file")
+    check_not_empty(path)
+    return path
 
 
 def check_not_empty(path: Path) -> None:

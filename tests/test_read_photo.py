@@ -1,0 +1,148 @@
+"""util.image_io.read_photo: photos of 8 and 16 bits per sample at full precision (remove_reflection.py's input)."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageOps
+
+import remove_reflection
+from tests.tiny_data import save_random_generator
+from util.errors import UserError
+from util.image_io import exif_orient, read_photo, read_rgb
+
+
+def write_png16(path, values: np.ndarray) -> None:
+    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA by the channel count) whose rows use PNG's five filters in turn
+    (none, Sub, Up, Average, Paeth), as encoders choose them row by row; written by hand (Pillow writes none)."""
+    values = values if values.ndim == 3 else values[..., None]
+    h, w, c = values.shape
+    bpp = 2 * c
+    data = values.astype(">u2").reshape(h, w * bpp // 2).view(np.uint8).astype(np.int32)
+    rows, prev = [], np.zeros(w * bpp, np.int32)
+    for y in range(h):
+        raw, kind = data[y], y % 5
+        left = np.concatenate([np.zeros(bpp, np.int32), raw[:-bpp]])
+        up_left = np.concatenate([np.zeros(bpp, np.int32), prev[:-bpp]])
+        if kind == 4:
+            p = left + prev - up_left
+            pa, pb, pc = np.abs(p - left), np.abs(p - prev), np.abs(p - up_left)
+            predicted = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, up_left))
+        else:
+            predicted = [np.zeros_like(raw), left, prev, (left + prev) // 2][kind]
+        rows.append(bytes([kind]) + ((raw - predicted) % 256).astype(np.uint8).tobytes())
+        prev = raw
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def deep():
+    return np.random.default_rng(0).integers(0, 65536, size=(12, 17, 3), dtype=np.uint16)
+
+
+def test_16bit_png_is_read_exactly_whatever_the_row_filters(tmp_path, deep):
+    write_png16(tmp_path / "rgb.png", deep)
+    write_png16(tmp_path / "rgba.png", np.dstack([deep, deep[..., :1]]))
+    write_png16(tmp_path / "grey.png", deep[..., 1])
+    assert np.asarray(Image.open(tmp_path / "rgb.png")).dtype == np.uint8  # Pillow alone keeps the high bytes
+    expected = deep.astype(np.float32) / 65535
+    for name in ("rgb.png", "rgba.png"):
+        rgb, bits = read_photo(tmp_path / name)
+        assert bits == 16 and rgb.dtype == np.float32
+        np.testing.assert_array_equal(rgb, expected)
+    grey, bits = read_photo(tmp_path / "grey.png")
+    assert bits == 16
+    np.testing.assert_array_equal(grey, np.repeat(expected[..., 1:2], 3, axis=2))
+
+
+def test_16bit_tiff_layouts(tmp_path, deep):
+    expected = deep.astype(np.float32) / 65535
+    tifffile.imwrite(tmp_path / "rgb.tif", deep, photometric="rgb")
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(deep, 2, 0), photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(tmp_path / "rgba.tif", np.dstack([deep, deep[..., :1]]), photometric="rgb",
+                     extrasamples=["unassalpha"])
+    for name in ("rgb.tif", "planar.tif", "rgba.tif"):
+        rgb, bits = read_photo(tmp_path / name)
+        assert bits == 16, name
+        np.testing.assert_array_equal(rgb, expected, err_msg=name)
+    tifffile.imwrite(tmp_path / "grey.tif", deep[..., 0])
+    np.testing.assert_array_equal(read_photo(tmp_path / "grey.tif")[0], np.repeat(expected[..., :1], 3, axis=2))
+    # Pillow reads a plane-by-plane 16-bit TIFF as 8-bit samples: read_rgb refuses it instead of returning garbage
+    with pytest.raises(UserError, match=r"planar\.tif: it has 16-bit samples"):
+        read_rgb(tmp_path / "planar.tif")
+
+
+def test_8bit_photos_read_as_before_and_16bit_copies_of_them_read_identically(tmp_path):
+    rgb_u8 = np.random.default_rng(1).integers(0, 256, size=(10, 14, 3), dtype=np.uint8)
+    Image.fromarray(rgb_u8).save(tmp_path / "p.png")
+    tifffile.imwrite(tmp_path / "p16.tif", rgb_u8.astype(np.uint16) * 257, photometric="rgb")
+    write_png16(tmp_path / "p16.png", rgb_u8.astype(np.uint16) * 257)
+    eight, bits = read_photo(tmp_path / "p.png")
+    assert bits == 8
+    np.testing.assert_array_equal(eight, read_rgb(tmp_path / "p.png").astype(np.float32) / 255)
+    for name in ("p16.tif", "p16.png"):
+        sixteen, bits = read_photo(tmp_path / name)
+        assert bits == 16
+        np.testing.assert_array_equal(sixteen, eight)  # v * 257 / 65535 == v / 255, in float32 too
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_of_8_and_16bit_files_as_pillow_turns_them(tmp_path, orientation):
+    stored = np.random.default_rng(orientation).integers(0, 256, size=(6, 9, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "o.jpg", exif=exif, quality=100)
+    with Image.open(tmp_path / "o.jpg") as img:
+        jpeg = np.asarray(img)
+        viewed = np.asarray(ImageOps.exif_transpose(img))
+    np.testing.assert_array_equal(exif_orient(jpeg, orientation), viewed)
+    np.testing.assert_array_equal(read_photo(tmp_path / "o.jpg")[0], viewed.astype(np.float32) / 255)
+    tifffile.imwrite(tmp_path / "o16.tif", stored.astype(np.uint16) * 257, photometric="rgb", metadata=None,
+                     extratags=[(274, "H", 1, orientation, True)])
+    np.testing.assert_array_equal(read_photo(tmp_path / "o16.tif")[0],
+                                  exif_orient(stored, orientation).astype(np.float32) / 255)
+    np.testing.assert_array_equal(read_photo(tmp_path / "o16.tif", exif_orientation=False)[0],
+                                  stored.astype(np.float32) / 255)
+
+
+def test_float_32bit_and_unsupported_deep_files_are_named(tmp_path, deep):
+    tifffile.imwrite(tmp_path / "float.tif", deep.astype(np.float32) / 65535, photometric="rgb")  # Pillow: unknown
+    Image.fromarray(deep[..., 0].astype(np.float32) / 65535, "F").save(tmp_path / "grey_float.tif")
+    tifffile.imwrite(tmp_path / "int32.tif", deep[..., 0].astype(np.uint32))
+    write_png16(tmp_path / "grey_alpha.png", deep[..., :2])
+    cases = {"float.tif": "floating-point samples; export the photo as a 16-bit TIFF or PNG",
+             "grey_float.tif": "floating-point samples", "int32.tif": "uint32",
+             "grey_alpha.png": "not read at full precision here; export it as a 16-bit TIFF"}
+    for name, needle in cases.items():
+        with pytest.raises(UserError, match=rf"cannot read image .*{name}: .*{needle}"):
+            read_photo(tmp_path / name)
+
+
+def test_remove_reflection_takes_16bit_exports(tmp_path):
+    """A photographer's 16-bit export runs at its precision: the 16-bit copy of an 8-bit photo gives exactly the 8-bit
+    photo's results, and values between two 8-bit levels reach the network."""
+    weights = save_random_generator(tmp_path / "w.pth", ngf=8, num_cab=1)
+    rgb_u8 = np.random.default_rng(2).integers(0, 256, size=(30, 41, 3), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb_u8).save(tmp_path / "in" / "eight.png")
+    tifffile.imwrite(tmp_path / "in" / "deep.tif", rgb_u8.astype(np.uint16) * 257, photometric="rgb")
+    write_png16(tmp_path / "in" / "deeppng.png", rgb_u8.astype(np.uint16) * 257)
+    between = np.minimum(rgb_u8.astype(np.uint16) * 257 + 100, 65535)  # under half a level: 8 bits would round it off
+    tifffile.imwrite(tmp_path / "in" / "between.tif", between, photometric="rgb")
+    code = remove_reflection.main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--checkpoint", str(weights),
+                                   "--gpu_ids", "-1", "--precision", "fp32", "--format", "tiff16"])
+    assert code == 0
+    eight = tifffile.imread(tmp_path / "out" / "eight_T.tif")
+    assert eight.shape == (30, 41, 3) and eight.dtype == np.uint16
+    for name in ("deep_T.tif", "deeppng_T.tif"):
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / name), eight)
+    assert not np.array_equal(tifffile.imread(tmp_path / "out" / "between_T.tif"), eight)
