@@ -146,3 +146,37 @@ def test_remove_reflection_takes_16bit_exports(tmp_path):
     for name in ("deep_T.tif", "deeppng_T.tif"):
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / name), eight)
     assert not np.array_equal(tifffile.imread(tmp_path / "out" / "between_T.tif"), eight)
+
+
+def test_results_carry_the_inputs_colour_profile(tmp_path, capsys):
+    """Results are in the colour encoding of their input: a photo with an embedded ICC profile (Adobe RGB, ProPhoto
+    from a RAW developer) gets the same profile in T, R and the page's previews, so that they look like it; a
+    profile other than sRGB is named in a note."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    other = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # stands for any non-sRGB profile
+    weights = save_random_generator(tmp_path / "w.pth", ngf=8, num_cab=1)
+    rgb_u8 = np.random.default_rng(3).integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb_u8).save(tmp_path / "in" / "s.jpg", icc_profile=srgb, quality=95)
+    Image.fromarray(rgb_u8).save(tmp_path / "in" / "w.png", icc_profile=other)
+    tifffile.imwrite(tmp_path / "in" / "d.tif", rgb_u8.astype(np.uint16) * 257, photometric="rgb", iccprofile=other)
+    Image.fromarray(rgb_u8).save(tmp_path / "in" / "plain.png")
+    common = ["--checkpoint", str(weights), "--gpu_ids", "-1", "--save_reflection"]
+    assert remove_reflection.main([str(tmp_path / "in"), "-o", str(tmp_path / "png"), "--page", *common]) == 0
+    notes = capsys.readouterr().out
+    assert "note: w.png is in the colour space 'Lab identity built-in'" in notes and "d.tif is in" in notes
+    assert "s.jpg is in" not in notes
+    for stem, profile in (("s", srgb), ("w", other), ("d", other), ("plain", None)):
+        for name in (f"{stem}_T.png", f"{stem}_R.png", f"previews/{stem}_T.jpg", f"previews/{stem}_I.jpg"):
+            with Image.open(tmp_path / "png" / name) as img:
+                assert img.info.get("icc_profile") == profile, name
+    assert remove_reflection.main([str(tmp_path / "in"), "-o", str(tmp_path / "t16"), "--format", "tiff16",
+                                   *common]) == 0
+    assert remove_reflection.main([str(tmp_path / "in"), "-o", str(tmp_path / "jpg"), "--format", "jpg",
+                                   *common]) == 0
+    with tifffile.TiffFile(tmp_path / "t16" / "d_T.tif") as tif:
+        assert tif.pages[0].tags["InterColorProfile"].value == other
+    with Image.open(tmp_path / "jpg" / "w_R.jpg") as img:
+        assert img.info.get("icc_profile") == other

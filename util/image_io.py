@@ -252,6 +252,32 @@ def _read_16bit_png(path: Path, img: Image.Image, mode: str) -> np.ndarray:
     return high.astype(np.uint16) << 8 | low
 
 
+def icc_profile(path) -> tuple[bytes | None, str]:
+    """The ICC colour profile embedded in an image file (JPEG, PNG, TIFF, WebP) and its description; ``(None, "")``
+    where there is none or the file cannot be read (its reader names that problem)."""
+    try:
+        with Image.open(path) as img:
+            profile = img.info.get("icc_profile") or None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None, ""
+    if profile is None:
+        return None, ""
+    try:
+        import io
+
+        from PIL import ImageCms
+
+        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile))).strip()
+    except Exception:  # a damaged profile, or Pillow without littlecms: the bytes are still passed on
+        description = "unnamed profile"
+    return profile, description
+
+
+def is_srgb_profile(description: str) -> bool:
+    """Whether a profile's description names sRGB (``sRGB IEC61966-2.1``, ``sRGB built-in``, ...)."""
+    return "srgb" in description.lower().replace(" ", "")
+
+
 def _sample_bits(img: Image.Image) -> int:
     """Bits per sample of a PNG or TIFF as stored, before Pillow reduces 16-bit RGB(A) to 8 bits on load
     (its tile's raw mode, e.g. ``RGB;16B``); 8 for every other format."""
@@ -317,8 +343,9 @@ def write_rgb(path, rgb_u8: np.ndarray, **save_options) -> None:
     atomic_write(path, lambda tmp: image.save(tmp, format=image_format, **save_options))
 
 
-def write_rgb16(path, rgb_u16: np.ndarray) -> None:
-    """Write a ``np.uint16`` (H, W, 3) image as a 16-bit RGB TIFF (deflate with horizontal prediction: lossless).
+def write_rgb16(path, rgb_u16: np.ndarray, icc_profile: bytes | None = None) -> None:
+    """Write a ``np.uint16`` (H, W, 3) image as a 16-bit RGB TIFF (deflate with horizontal prediction: lossless),
+    with ``icc_profile`` embedded where given.
 
     Written whole or not at all, like :func:`write_rgb`.
     """
@@ -329,7 +356,7 @@ def write_rgb16(path, rgb_u16: np.ndarray) -> None:
         raise ValueError(f"write_rgb16 needs a uint16 (H, W, 3) array, got {rgb_u16.dtype} {rgb_u16.shape}")
     image = np.ascontiguousarray(rgb_u16)
     atomic_write(Path(path), lambda tmp: tifffile.imwrite(tmp, image, photometric="rgb", compression="zlib",
-                                                           predictor=True, metadata=None))
+                                                           predictor=True, metadata=None, iccprofile=icc_profile))
 
 
 # ---------------------------------------------------------------------------------------------------- pairing
