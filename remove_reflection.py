@@ -68,8 +68,9 @@ from util.help import HelpFormatter
 from util.html_report import make_preview, write_before_after
 from util.image_io import (
     RGB_EXTENSIONS,
+    EmbeddedMetadata,
+    embedded_metadata,
     files_by_stem,
-    icc_profile,
     is_srgb_profile,
     read_photo,
     to_uint8,
@@ -355,13 +356,15 @@ def load_network(checkpoint, device):
     return net.eval(), ngf, num_cab
 
 
-def save_image(path: Path, rgb_u8: np.ndarray, fmt: str, quality: int, icc: bytes | None = None) -> None:
+def save_image(path: Path, rgb_u8: np.ndarray, fmt: str, quality: int,
+               metadata: EmbeddedMetadata | None = None) -> None:
     """Write one 8-bit result, whole or not at all (a full disk is one line naming ``path``), with the input's ICC
-    colour profile ``icc`` where it has one."""
+    colour profile and EXIF where it has them."""
+    options = metadata.save_options() if metadata is not None else {}
     if fmt == "jpg":
-        write_rgb(path, rgb_u8, quality=quality, subsampling=0, icc_profile=icc)
+        write_rgb(path, rgb_u8, quality=quality, subsampling=0, **options)
     else:
-        write_rgb(path, rgb_u8, icc_profile=icc)
+        write_rgb(path, rgb_u8, **options)
 
 
 @dataclass
@@ -425,19 +428,21 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     seconds["remove"] = time.perf_counter() - start
     start = time.perf_counter()
     files = job_outputs(out_dir, job, args)
-    # the results are in the colour encoding of the RGB input: they carry its profile, so that they look like it
-    icc, profile_name = icc_profile(job.rgb) if job.rgb is not None else (None, "")
-    if icc and not is_srgb_profile(profile_name):
-        print(f"note: {job.rgb.name} is in the colour space '{profile_name}' (the network was trained on sRGB); its "
-              "results carry that profile")
     viewed = {"I": apply_orientation(rgb_u8, orientation)}
+    # the results are in the colour encoding of the RGB input and show the same shot: they carry its colour profile
+    # (so that they look like it) and its EXIF (camera, exposure, date)
+    view_h, view_w = viewed["I"].shape[:2]
+    metadata = embedded_metadata(job.rgb, (view_w, view_h)) if job.rgb is not None else EmbeddedMetadata()
+    if metadata.icc and not is_srgb_profile(metadata.profile):
+        print(f"note: {job.rgb.name} is in the colour space '{metadata.profile}' (the network was trained on sRGB); "
+              "its results carry that profile")
     for kind in result_kinds(args):
         viewed[kind] = apply_orientation(to_uint8(out[f"{kind}_pred_rgb"]), orientation)
         if args.format == "tiff16":
             write_rgb16(files[kind], np.ascontiguousarray(apply_orientation(to_uint16(out[f"{kind}_pred_rgb"]),
-                                                                            orientation)), icc)
+                                                                            orientation)), metadata.icc)
         else:
-            save_image(files[kind], viewed[kind], args.format, args.quality, icc)
+            save_image(files[kind], viewed[kind], args.format, args.quality, metadata)
     if args.raw_out:
         source = read_source_metadata(raw.path, raw.size)
         mosaic = reflection_free_mosaic(raw, I_rgb, out, args.raw_mosaic, source.render_matrix)
@@ -447,9 +452,8 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     if args.page:
         for kind, image in viewed.items():
             write_rgb(files[f"preview_{kind}"], make_preview(image, args.preview_size), quality=PREVIEW_QUALITY,
-                      icc_profile=icc)
+                      **({"icc_profile": metadata.icc} if metadata.icc else {}))
     seconds["write"] = time.perf_counter() - start
-    view_h, view_w = viewed["I"].shape[:2]
     return PhotoResult(job, files, (view_w, view_h), seconds)
 
 

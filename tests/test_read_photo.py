@@ -180,3 +180,27 @@ def test_results_carry_the_inputs_colour_profile(tmp_path, capsys):
         assert tif.pages[0].tags["InterColorProfile"].value == other
     with Image.open(tmp_path / "jpg" / "w_R.jpg") as img:
         assert img.info.get("icc_profile") == other
+
+
+def test_results_carry_the_inputs_exif_upright(tmp_path):
+    """The camera, exposure and date of a photo stay with its results (a photo library sorts by them); the results
+    are written upright, so their EXIF says orientation 1 and gives the upright pixel dimensions."""
+    weights = save_random_generator(tmp_path / "w.pth", ngf=8, num_cab=1)
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0110] = 6, "Canon", "EOS R5"  # orientation: rotate 90 degrees to view
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003], sub[0x829A], sub[0xA002], sub[0xA003] = "2026:12:01 10:00:00", 0.004, 32, 24
+    (tmp_path / "in").mkdir()
+    rgb_u8 = np.random.default_rng(4).integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
+    Image.fromarray(rgb_u8).save(tmp_path / "in" / "shot.jpg", exif=exif, quality=95)
+    for fmt in ("png", "jpg"):
+        out = tmp_path / fmt
+        assert remove_reflection.main([str(tmp_path / "in"), "-o", str(out), "--format", fmt, "--checkpoint",
+                                       str(weights), "--gpu_ids", "-1"]) == 0
+        with Image.open(out / f"shot_T.{fmt}") as img:
+            assert img.size == (24, 32)  # upright
+            written = img.getexif()
+        assert written[0x0112] == 1 and written[0x010F] == "Canon" and written[0x0110] == "EOS R5"
+        sub = written.get_ifd(0x8769)
+        assert sub[0x9003] == "2026:12:01 10:00:00" and float(sub[0x829A]) == 0.004
+        assert (sub[0xA002], sub[0xA003]) == (24, 32)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, overload
 
@@ -252,25 +253,53 @@ def _read_16bit_png(path: Path, img: Image.Image, mode: str) -> np.ndarray:
     return high.astype(np.uint16) << 8 | low
 
 
-def icc_profile(path) -> tuple[bytes | None, str]:
-    """The ICC colour profile embedded in an image file (JPEG, PNG, TIFF, WebP) and its description; ``(None, "")``
-    where there is none or the file cannot be read (its reader names that problem)."""
+@dataclass(frozen=True)
+class EmbeddedMetadata:
+    """What a photo file carries besides its pixels that its results should carry too (:func:`embedded_metadata`)."""
+
+    icc: bytes | None = None  # ICC colour profile
+    profile: str = ""  # its description ("sRGB IEC61966-2.1", "Adobe RGB (1998)", ...)
+    exif: bytes | None = None  # EXIF (camera, exposure, date, ...) for an upright copy of the image
+
+    def save_options(self) -> dict:
+        """Pillow save options embedding them (PNG, JPEG, WebP)."""
+        return {key: value for key, value in (("icc_profile", self.icc), ("exif", self.exif)) if value}
+
+
+EXIF_IFD_TAG, EXIF_PIXEL_WIDTH_TAG, EXIF_PIXEL_HEIGHT_TAG = 0x8769, 0xA002, 0xA003
+
+
+def embedded_metadata(path, size: tuple[int, int] | None = None) -> EmbeddedMetadata:
+    """The ICC colour profile (and its description) and the EXIF of an image file (JPEG, PNG, TIFF, WebP), the EXIF
+    made to describe an upright copy: orientation 1 and, where ``size`` (width, height) of that copy is given, its
+    pixel dimensions. Empty where there is none or the file cannot be read (its reader names that problem)."""
     try:
         with Image.open(path) as img:
-            profile = img.info.get("icc_profile") or None
+            icc = img.info.get("icc_profile") or None
+            exif = img.getexif()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None, ""
-    if profile is None:
-        return None, ""
-    try:
-        import io
+        return EmbeddedMetadata()
+    exif_bytes = None
+    if len(exif):
+        exif[EXIF_ORIENTATION_TAG] = 1
+        sub = exif.get_ifd(EXIF_IFD_TAG)
+        if size is not None and EXIF_PIXEL_WIDTH_TAG in sub:
+            sub[EXIF_PIXEL_WIDTH_TAG], sub[EXIF_PIXEL_HEIGHT_TAG] = size
+        try:
+            exif_bytes = exif.tobytes()
+        except Exception:  # an entry Pillow cannot write back: the results go without EXIF, as before
+            exif_bytes = None
+    description = ""
+    if icc is not None:
+        try:
+            import io
 
-        from PIL import ImageCms
+            from PIL import ImageCms
 
-        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile))).strip()
-    except Exception:  # a damaged profile, or Pillow without littlecms: the bytes are still passed on
-        description = "unnamed profile"
-    return profile, description
+            description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+        except Exception:  # a damaged profile, or Pillow without littlecms: the bytes are still passed on
+            description = "unnamed profile"
+    return EmbeddedMetadata(icc, description, exif_bytes)
 
 
 def is_srgb_profile(description: str) -> bool:
