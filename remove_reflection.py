@@ -70,7 +70,6 @@ from util.image_io import (
     RGB_EXTENSIONS,
     EmbeddedMetadata,
     embedded_metadata,
-    files_by_stem,
     is_srgb_profile,
     read_photo,
     to_uint8,
@@ -183,6 +182,7 @@ def collect_jobs(inputs) -> list[Job]:
     of other stems (:func:`folder_jobs`).
     """
     jobs: list[Job] = []
+    raw_args: list[Job] = []  # RAW files given as files: their JPEG is looked up beside them unless one follows
     after_raw = False  # the previous argument was a RAW file that has no RGB image given after it yet
     for arg in inputs:
         path = Path(arg)
@@ -192,7 +192,8 @@ def collect_jobs(inputs) -> list[Job]:
         elif not path.exists():
             raise UserError(f"{path} does not exist")
         elif is_camera_raw(path):
-            jobs.append(Job(path, files_by_stem(path.parent, JPEG_EXTENSIONS, unique=True).get(path.stem)))
+            jobs.append(Job(path, None))
+            raw_args.append(jobs[-1])
             raw_file = True
         elif path.suffix.lower() in RGB_EXTENSIONS:
             if after_raw:
@@ -203,7 +204,29 @@ def collect_jobs(inputs) -> list[Job]:
             raise UserError(f"{path}: unsupported file type {path.suffix!r}; expected a camera RAW file, an RGB "
                             "photo (JPEG, PNG, TIFF, ...) or a folder")
         after_raw = raw_file
+    for job in raw_args:
+        if job.rgb is None:
+            job.rgb = jpeg_of(job.raw)
     return jobs
+
+
+def jpeg_of(raw: Path, entries: list[Path] | None = None) -> Path | None:
+    """The camera JPEG beside ``raw``: the visible JPEG of its stem in its folder (``x.NEF`` + ``x.JPG``; ``entries``:
+    that folder's entries where the caller has listed them), or None. Two of them, or one that is not a readable
+    file, are an error naming them; other files of the folder are not looked at (an unrelated ``a.jpg`` +
+    ``a.jpeg``, or a subfolder named like a JPEG, do not stop the RAW)."""
+    if entries is None:
+        entries = sorted(raw.parent.iterdir())
+    found = [p for p in entries
+             if p.stem == raw.stem and p.suffix.lower() in JPEG_EXTENSIONS and not p.name.startswith(".")]
+    for path in found:
+        if not path.is_file():
+            raise UserError(link_problem(path) or f"{path} is not a JPEG file but has the name of the camera JPEG of "
+                            f"{raw.name}; rename it, or give the RAW's JPEG after it ({raw.name} X.jpg)")
+    if len(found) > 1:
+        raise UserError(f"{found[0]} and {found[1].name} are both JPEGs of the stem of {raw.name}; keep one, or give "
+                        f"the RAW's JPEG after it ({raw.name} {found[0].name})")
+    return found[0] if found else None
 
 
 def is_photo_file(path: Path) -> bool:
@@ -227,13 +250,14 @@ def folder_jobs(folder: Path) -> list[Job]:
     files named as this tool's results (``*_T.*``, ``*_R.*``: a run may have written into the folder; given as files
     they are processed), other RGB files of a RAW file's stem (``x.tif`` beside ``x.NEF``: the same photo), and files
     that are neither RAW nor RGB images (sidecars, notes). A folder left with no photo is an error."""
-    files = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    files = [p for p in entries if p.is_file()]
     results = [p for p in files if is_earlier_result(p) and is_photo_file(p)]
     raws = [p for p in files if is_camera_raw(p) and p not in results]
-    jpegs = files_by_stem(folder, JPEG_EXTENSIONS, unique=True)  # a RAW's partner; two of one stem: an error
-    images = [p for paths in files_by_stem(folder, RGB_EXTENSIONS).values() for p in paths if p not in results]
+    images = [p for p in files if p.suffix.lower() in RGB_EXTENSIONS and p not in results]
     raw_stems = {r.stem: r for r in raws}
-    partners = {jpegs[stem] for stem in raw_stems if stem in jpegs}
+    jpeg = {raw: jpeg_of(raw, entries) for raw in raws}  # two JPEGs of a RAW's stem: an error
+    partners = set(jpeg.values()) - {None}
     same_photo = [p for p in images if p.stem in raw_stems and p not in partners]
     alone = [p for p in images if p.stem not in raw_stems]
     other = [p for p in files if not is_photo_file(p)]
@@ -252,7 +276,7 @@ def folder_jobs(folder: Path) -> list[Job]:
                 f"{f' and {len(subfolders) - 1} more' if len(subfolders) > 1 else ''})" if subfolders else "")
         raise UserError(f"folder {folder} holds no photo: no camera RAW file (DNG, NEF, CR2, CR3, ARW, ...) and no RGB "
                         f"image (JPEG, PNG, TIFF, ...) other than results of this tool{hint}")
-    return [Job(r, jpegs.get(r.stem)) for r in raws] + [Job(None, p) for p in alone]
+    return [Job(r, jpeg[r]) for r in raws] + [Job(None, p) for p in alone]
 
 
 def check_jobs(jobs: list[Job], args) -> None:

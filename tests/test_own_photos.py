@@ -211,6 +211,25 @@ def test_photos_sharing_a_name_do_not_overwrite_each_other(tmp_path, weights, ca
     assert all(not np.array_equal(a, b) for i, a in enumerate(images) for b in images[i + 1:])  # five photos
 
 
+def test_a_raw_files_jpeg_is_looked_up_by_its_stem_only(tmp_path, weights):
+    """Unrelated names beside a RAW file (a subfolder named like a JPEG, two JPEGs of another stem) do not stop it;
+    two JPEGs of its own stem are an error naming both."""
+    pytest.importorskip("pidng")
+    cam = scene_dng(tmp_path / "x.dng", h=64, w=64, seed=7)
+    (tmp_path / "trip.jpg").mkdir()
+    save_jpeg(tmp_path / "a.jpg", render_rgb(cam))
+    save_jpeg(tmp_path / "a.jpeg", render_rgb(cam))
+    assert run([tmp_path / "x.dng", "-o", tmp_path / "one"], weights) == 0
+    assert run([tmp_path, "-o", tmp_path / "all"], weights) == 0
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["a-2_T.png", "a_T.png", "x_T.png"]
+    save_jpeg(tmp_path / "x.JPG", render_rgb(cam))
+    save_jpeg(tmp_path / "x.jpeg", render_rgb(cam))
+    for inputs in ([tmp_path / "x.dng"], [tmp_path]):
+        with pytest.raises(UserError, match=r"x\.JPG and x\.jpeg are both JPEGs of the stem of x\.dng; keep one"):
+            run([*inputs, "-o", tmp_path / "o"], weights)
+    assert run([tmp_path / "x.dng", tmp_path / "x.jpeg", "-o", tmp_path / "given"], weights) == 0
+
+
 def test_existing_results_and_inputs_are_never_overwritten(tmp_path, weights, monkeypatch):
     pytest.importorskip("pidng")
     folder = tmp_path / "in"
