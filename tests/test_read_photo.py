@@ -204,3 +204,34 @@ def test_results_carry_the_inputs_exif_upright(tmp_path):
         sub = written.get_ifd(0x8769)
         assert sub[0x9003] == "2026:12:01 10:00:00" and float(sub[0x829A]) == 0.004
         assert (sub[0xA002], sub[0xA003]) == (24, 32)
+
+
+def test_a_camera_raw_under_an_image_name_is_named_not_read_as_its_preview(tmp_path, deep):
+    """A RAW renamed .jpg / .tif (a DNG, or a TIFF-based RAW whose first image is a small preview, as Kodak's KDC)
+    gets one line saying what it is, from read_rgb and read_photo alike, and through remove_reflection.py."""
+    pytest.importorskip("pidng")
+    from tests.test_camera_raw import scene_dng
+
+    scene_dng(tmp_path / "cam.dng", h=64, w=96, seed=1)
+    (tmp_path / "cam.dng").rename(tmp_path / "cam.tif")
+    for reader in (read_rgb, read_photo):
+        with pytest.raises(UserError, match=r"cam\.tif: it holds a camera RAW file \(96x64 sensor pixels\), not an "
+                                            r"RGB image; give it the RAW extension"):
+            reader(tmp_path / "cam.tif")
+    tifffile.imwrite(tmp_path / "grey.tif", deep[..., 0])  # LibRaw opens it too, as the image it is
+    assert read_photo(tmp_path / "grey.tif")[1] == 16
+
+
+def test_a_kodak_raw_renamed_jpg_is_not_read_as_its_96x64_preview(shared_data, tmp_path):
+    kdc = shared_data / "raw" / "rawpy_RAW_KODAK_DC50.KDC"
+    if not kdc.is_file():
+        pytest.skip(f"{kdc} is not there")
+    (tmp_path / "kdc.jpg").write_bytes(kdc.read_bytes())
+    assert Image.open(tmp_path / "kdc.jpg").size == (96, 64)  # what Pillow alone would give
+    with pytest.raises(UserError, match=r"kdc\.jpg: it holds a camera RAW file \(.*\(read as an image it is only "
+                                        r"its 96x64 preview\)"):
+        read_rgb(tmp_path / "kdc.jpg")
+    weights = save_random_generator(tmp_path / "w.pth", ngf=8, num_cab=1)
+    with pytest.raises(UserError, match=r"kdc\.jpg: it holds a camera RAW file"):
+        remove_reflection.main([str(tmp_path / "kdc.jpg"), "-o", str(tmp_path / "out"), "--checkpoint", str(weights),
+                                "--gpu_ids", "-1"])

@@ -102,7 +102,8 @@ def read_rgb(path, *, rgb_only: bool = False, exif_orientation: bool = False) ->
     except UserError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise UserError(f"cannot read image {path}: {err}") from err
+        unidentified = isinstance(err, UnidentifiedImageError)
+        raise UserError((unidentified and raw_in_disguise(path, None)) or f"cannot read image {path}: {err}") from err
     for warning in caught:
         if issubclass(warning.category, Image.DecompressionBombWarning):
             print(f"warning: {path}: {warning.message}", file=sys.stderr)
@@ -114,6 +115,8 @@ def read_rgb(path, *, rgb_only: bool = False, exif_orientation: bool = False) ->
 def _decode_rgb(path: Path, rgb_only: bool, exif_orientation: bool) -> np.ndarray:
     with Image.open(path) as img:
         mode = img.mode
+        if img.format == "TIFF" and (problem := raw_in_disguise(path, img.size)):
+            raise UserError(problem)
         if mode not in PIL_8BIT_MODES:
             raise UserError(
                 f"cannot read image {path}: expected an 8-bit RGB or grey photo, got PIL mode {mode} "
@@ -173,6 +176,8 @@ def read_photo(path, *, exif_orientation: bool = True) -> tuple[np.ndarray, int]
             if mode in PIL_8BIT_MODES and depth <= 8:
                 values = None
             elif img.format == "TIFF":
+                if problem := raw_in_disguise(path, img.size):
+                    raise UserError(problem)
                 values, orientation = _read_tiff(path)
             elif mode in ("F", "I") or mode.startswith("I;32"):
                 raise UserError(_deep_samples(path, "floating-point" if mode == "F" else "32-bit integer"))
@@ -182,6 +187,8 @@ def read_photo(path, *, exif_orientation: bool = True) -> tuple[np.ndarray, int]
     except UserError:
         raise
     except UnidentifiedImageError as err:  # Pillow reads no floating-point RGB TIFF, for one
+        if problem := raw_in_disguise(path, None):
+            raise UserError(problem) from err
         if not _is_tiff(path):
             raise UserError(f"cannot read image {path}: {err}") from err
         values, orientation = _read_tiff(path)
@@ -195,6 +202,26 @@ def read_photo(path, *, exif_orientation: bool = True) -> tuple[np.ndarray, int]
     if exif_orientation:
         values = exif_orient(values, orientation)
     return values.astype(np.float32) / UINT16_MAX, 16
+
+
+def raw_in_disguise(path: Path, image_size: tuple[int, int] | None) -> str | None:
+    """The error for an image file that holds a camera RAW (a NEF, KDC or DNG renamed ``.jpg`` or ``.tif``: Pillow
+    reads the small preview in front of the sensor data, or nothing), else None. ``image_size``: the (width,
+    height) Pillow found, None where it found no image. A RAW is what LibRaw opens at another size than that (LibRaw
+    also opens a plain 16-bit grey TIFF, as the image it is)."""
+    try:
+        import rawpy
+
+        with rawpy.imread(str(path)) as raw:
+            sizes = raw.sizes
+    except Exception:  # LibRaw's many ways of saying "not a RAW file"
+        return None
+    if image_size in ((sizes.raw_width, sizes.raw_height), (sizes.width, sizes.height)):
+        return None
+    preview = f" (read as an image it is only its {image_size[0]}x{image_size[1]} preview)" if image_size else ""
+    return (f"cannot read image {path}: it holds a camera RAW file ({sizes.width}x{sizes.height} sensor pixels), not "
+            f"an RGB image{preview}; give it the RAW extension of its camera (.dng, .NEF, .CR2, .KDC, ...) so that it "
+            "is read as a RAW")
 
 
 def _deep_samples(path: Path, kind: str) -> str:
