@@ -179,7 +179,7 @@ def read_photo(path, *, exif_orientation: bool = True) -> tuple[np.ndarray, int]
                 if problem := raw_in_disguise(path, img.size):
                     raise UserError(problem)
                 values, orientation = _read_tiff(path)
-            elif mode in ("F", "I") or mode.startswith("I;32"):
+            elif mode == "F" or (mode.startswith("I") and mode not in PIL_16BIT_GREY_MODES and depth != 16):
                 raise UserError(_deep_samples(path, "floating-point" if mode == "F" else "32-bit integer"))
             else:
                 values = _read_16bit_png(path, img, mode)
@@ -260,13 +260,14 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, int]:
 
 def _read_16bit_png(path: Path, img: Image.Image, mode: str) -> np.ndarray:
     """The stored samples of a 16-bit PNG as uint16 (H, W) or (H, W, C)."""
-    if mode in PIL_16BIT_GREY_MODES:
+    if mode in PIL_16BIT_GREY_MODES or mode == "I":  # Pillow before 10.? opened 16-bit grey PNGs as mode "I"
         return np.asarray(img).astype(np.uint16)
     # Pillow keeps only the high byte of each sample of 16-bit RGB(A) (raw modes 'RGB;16B', 'RGBA;16B'). Decoding
     # the same data again with the little-endian raw mode, which has the same bytes per pixel and so unfilters the
     # rows alike, gives the low bytes; together they are the stored values.
-    tile = img.tile[0] if len(img.tile) == 1 else None
-    rawmode = None if tile is None else tile.args if isinstance(tile.args, str) else tile.args[0]
+    tile = tuple(img.tile[0]) if len(img.tile) == 1 else (None,) * 4  # (codec, extents, offset, args)
+    args = tile[3]
+    rawmode = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
     if rawmode not in ("RGB;16B", "RGBA;16B"):
         raise UserError(
             f"cannot read image {path}: a 16-bit PNG of PIL mode {mode} is not read at full precision here; export "
@@ -275,7 +276,11 @@ def _read_16bit_png(path: Path, img: Image.Image, mode: str) -> np.ndarray:
     high = np.asarray(img, dtype=np.uint8)
     with Image.open(path) as again:
         swapped = rawmode[:-1] + "L"
-        again.tile = [tile._replace(args=swapped if isinstance(tile.args, str) else (swapped, *tile.args[1:]))]
+        swapped_args = swapped if isinstance(args, str) else (swapped, *args[1:])
+        if hasattr(again.tile[0], "_replace"):  # Pillow 11 and later: a named tuple
+            again.tile = [again.tile[0]._replace(args=swapped_args)]
+        else:
+            again.tile = [(*tile[:3], swapped_args)]
         low = np.asarray(again, dtype=np.uint8)
     return high.astype(np.uint16) << 8 | low
 
