@@ -182,14 +182,17 @@ def _tiff_truncation(path: Path) -> str | None:
 
 
 RAF_MAGIC = b"FUJIFILMCCD-RAW"
+CR3_BRAND = b"crx "  # the major brand of a Canon CR3 (ISO base media file format)
 # RAF header: big-endian (offset, length) pairs of the embedded JPEG, the CFA header and the CFA data (dcraw's reading)
 RAF_SECTIONS = ((84, "embedded JPEG"), (92, "CFA header"), (100, "CFA data"))
 RAF_HEADER_BYTES = 108
 
 
-def _bmff_truncation(f, size: int) -> str | None:
-    """Why an ISO base media file (Canon CR3) is cut short: a top-level box that runs past the end of the file."""
-    pos = 0
+def _bmff_truncation(f, size: int, brand: bytes) -> str | None:
+    """Why an ISO base media file (Canon CR3) is cut short: a top-level box that runs past the end of the file, or,
+    for a CR3 (major brand ``crx``), no media data box ``mdat`` at all (a cut exactly between two boxes, before the
+    image data)."""
+    pos, kinds = 0, []
     while pos < size:
         f.seek(pos)
         head = f.read(16)
@@ -197,13 +200,16 @@ def _bmff_truncation(f, size: int) -> str | None:
         if len(head) < (16 if large else 8):
             return f"its last box header at byte {pos:,} is cut off (the file has {size:,} bytes)"
         length, kind = int.from_bytes(head[8:16] if large else head[:4], "big"), head[4:8].decode("latin-1")
+        kinds.append(kind)
         if length == 0:  # the last box, to the end of the file
-            return None
+            break
         if length < 8:
             return f"its box {kind!r} at byte {pos:,} has an impossible size ({length})"
         if pos + length > size:
             return f"its box {kind!r} runs to byte {pos + length:,}, the file has {size:,} bytes"
         pos += length
+    if brand == CR3_BRAND and "mdat" not in kinds:
+        return f"it ends at byte {size:,} after its boxes {', '.join(kinds)}, before its image data ('mdat')"
     return None
 
 
@@ -215,7 +221,7 @@ def _container_truncation(path: Path) -> str | None:
     with open(path, "rb") as f:
         head = f.read(RAF_HEADER_BYTES)
         if head[4:8] == b"ftyp":
-            return _bmff_truncation(f, size)
+            return _bmff_truncation(f, size, head[8:12])
         if head.startswith(RAF_MAGIC):
             if len(head) < RAF_HEADER_BYTES:
                 return f"its {RAF_HEADER_BYTES}-byte RAF header is cut off at {size:,} bytes"

@@ -411,8 +411,9 @@ def box(kind: bytes, payload: bytes, large: bool = False) -> bytes:
 
 
 def test_cr3_and_raf_cut_short_are_refused_before_libraw(tmp_path, monkeypatch):
-    """Non-TIFF containers: a CR3 (ISO base media boxes) cut inside a box and a RAF cut inside a section its header
-    points to are refused naming the file, before LibRaw opens them; whole files pass the check."""
+    """Non-TIFF containers: a CR3 (ISO base media boxes) cut inside a box or before its image data box, and a RAF cut
+    inside a section its header points to, are refused naming the file, before LibRaw opens them; whole files pass
+    the check."""
     from data.camera_raw import _container_truncation
 
     cr3 = (box(b"ftyp", b"crx \x00\x00\x00\x01crx isom") + box(b"moov", bytes(40))
@@ -421,14 +422,12 @@ def test_cr3_and_raf_cut_short_are_refused_before_libraw(tmp_path, monkeypatch):
     for at, (offset, length) in zip((84, 92, 100), ((108, 100), (208, 50), (258, 2000)), strict=True):
         raf[at : at + 8] = offset.to_bytes(4, "big") + length.to_bytes(4, "big")
     raf = bytes(raf) + bytes(2150)
-    boundaries = {24, 24 + 48}  # a CR3 cut exactly between two boxes shows no sign of it
     for name, data in (("x.cr3", cr3), ("x.raf", raf)):
         whole = tmp_path / name
         whole.write_bytes(data)
         assert _container_truncation(whole) is None, name
-        for end in range(16, len(data), 97):  # from the end of the RAF magic
-            if name == "x.cr3" and end in boundaries:
-                continue
+        ends = [*range(16, len(data), 97), *([24, 24 + 48] if name == "x.cr3" else [])]  # and between two CR3 boxes
+        for end in ends:  # from the end of the RAF magic
             cut = tmp_path / f"cut_{end}_{name}"
             cut.write_bytes(data[:end])
             assert _container_truncation(cut) is not None, (name, end)
@@ -437,6 +436,10 @@ def test_cr3_and_raf_cut_short_are_refused_before_libraw(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"c\.cr3: the file is truncated or damaged \(its box 'mdat' runs to byte "
                                         r"2,136, the file has 1,000 bytes\); copy it again"):
         read_camera_raw(tmp_path / "c.cr3")
+    (tmp_path / "b.cr3").write_bytes(cr3[:72])  # ftyp and moov whole, the image data gone
+    with pytest.raises(UserError, match=r"b\.cr3: the file is truncated or damaged \(it ends at byte 72 after its "
+                                        r"boxes ftyp, moov, before its image data \('mdat'\)\)"):
+        read_camera_raw(tmp_path / "b.cr3")
     (tmp_path / "f.raf").write_bytes(raf[:1000])
     with pytest.raises(UserError, match=r"f\.raf: the file is truncated or damaged \(its CFA data runs to byte 2,258"):
         read_camera_raw(tmp_path / "f.raf")
