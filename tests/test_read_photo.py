@@ -193,6 +193,7 @@ def test_results_carry_the_inputs_exif_upright(tmp_path):
     (tmp_path / "in").mkdir()
     rgb_u8 = np.random.default_rng(4).integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
     Image.fromarray(rgb_u8).save(tmp_path / "in" / "shot.jpg", exif=exif, quality=95)
+    (tmp_path / "tiff").mkdir()
     for fmt in ("png", "jpg"):
         out = tmp_path / fmt
         assert remove_reflection.main([str(tmp_path / "in"), "-o", str(out), "--format", fmt, "--checkpoint",
@@ -204,6 +205,14 @@ def test_results_carry_the_inputs_exif_upright(tmp_path):
         sub = written.get_ifd(0x8769)
         assert sub[0x9003] == "2026:12:01 10:00:00" and float(sub[0x829A]) == 0.004
         assert (sub[0xA002], sub[0xA003]) == (24, 32)
+    # a 16-bit TIFF: its camera tags travel, its own layout (strip offsets, bits per sample, ...) does not
+    tifffile.imwrite(tmp_path / "tiff" / "t.tif", rgb_u8.astype(np.uint16) * 257, photometric="rgb",
+                     extratags=[(271, "s", 0, "Nikon", True)])
+    assert remove_reflection.main([str(tmp_path / "tiff" / "t.tif"), "-o", str(tmp_path / "tout"), "--checkpoint",
+                                   str(weights), "--gpu_ids", "-1"]) == 0
+    with Image.open(tmp_path / "tout" / "t_T.png") as img:
+        written = img.getexif()
+    assert written[0x010F] == "Nikon" and 273 not in written and 258 not in written
 
 
 def test_a_camera_raw_under_an_image_name_is_named_not_read_as_its_preview(tmp_path, deep):

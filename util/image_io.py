@@ -299,6 +299,10 @@ class EmbeddedMetadata:
 
 
 EXIF_IFD_TAG, EXIF_PIXEL_WIDTH_TAG, EXIF_PIXEL_HEIGHT_TAG = 0x8769, 0xA002, 0xA003
+# The first IFD's tags that describe the shot rather than the file's own layout, kept in the results' EXIF: image
+# description, make, model, orientation, resolution (x, y, unit), software, date, artist, copyright, and the
+# pointers to the EXIF and GPS IFDs. A TIFF's strip offsets, sample format, compression, ... are left behind.
+EXIF_SHOT_TAGS = (270, 271, 272, 274, 282, 283, 296, 305, 306, 315, 33432, EXIF_IFD_TAG, 0x8825)
 
 
 def embedded_metadata(path, size: tuple[int, int] | None = None) -> EmbeddedMetadata:
@@ -312,6 +316,8 @@ def embedded_metadata(path, size: tuple[int, int] | None = None) -> EmbeddedMeta
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return EmbeddedMetadata()
     exif_bytes = None
+    for tag in [tag for tag in exif if tag not in EXIF_SHOT_TAGS]:
+        del exif[tag]
     if len(exif):
         exif[EXIF_ORIENTATION_TAG] = 1
         sub = exif.get_ifd(EXIF_IFD_TAG)
