@@ -271,7 +271,7 @@ def folder_jobs(folder: Path) -> list[Job]:
         print(f"note: {folder}: left out {len(other)} file(s) that are neither camera RAW files nor RGB images "
               f"({listed(other)})")
     if not raws and not alone:
-        subfolders = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
+        subfolders = [p for p in entries if p.is_dir()]
         hint = (f"; subfolders are not searched: give them (e.g. {subfolders[0]}"
                 f"{f' and {len(subfolders) - 1} more' if len(subfolders) > 1 else ''})" if subfolders else "")
         raise UserError(f"folder {folder} holds no photo: no camera RAW file (DNG, NEF, CR2, CR3, ARW, ...) and no RGB "
