@@ -9,7 +9,8 @@ Layout under ``opt.dataroot`` (folder names as upstream):
 ``x.png`` in a ``*_rgb`` folder pairs with ``x.png`` / ``x.tiff`` / ``x.tif`` in the matching ``*_raw`` folder.
 Each RAW mosaic is packed and normalised with its camera profile (:func:`data.cameras.resolve_profile`).
 With ``--raw_source rgb`` every RAW is instead made from its RGB image at the evaluation geometry by the fixed
-inverse ISP of :mod:`data.pseudo_raw` (the RGB-only twin of ``scripts/raw_vs_rgb.py``).
+inverse ISP of :mod:`data.pseudo_raw` (the RGB-only twin of ``scripts/raw_vs_rgb.py``), and the ``*_raw`` folders
+may then be left out: an RGB-only set (``testB_rgb``, optional ``testA1_rgb`` / ``testA2_rgb``) evaluates as is.
 """
 
 from __future__ import annotations
@@ -140,7 +141,10 @@ class RawrrDataset(Dataset):
     the native size. ``opt.num_test`` > 0 keeps the first ``num_test`` stems in sorted order. ``opt.raw_source``:
     ``"sensor"`` (default) reads the RAW files; ``"rgb"`` replaces every ``*_raw`` by
     :func:`data.pseudo_raw.pseudo_packed_raw` of its RGB after the resize (the RAW files are still read and checked,
-    so both give the same errors), and ``camera`` is then the pseudo-RAW's profile.
+    so both give the same errors), and ``camera`` is then the pseudo-RAW's profile. With ``"rgb"`` the ``*_raw``
+    folders may be absent (an RGB-only set: ``testB_rgb`` [+ ``testA1_rgb``, ``testA2_rgb``]); ``paths`` then has
+    ``""`` for the missing RAW, and with ``eval_resize="none"`` an odd height or width loses its last row / column
+    (the pseudo-RAW's Bayer mosaic is even), as in ``scripts/make_rgb_only_set.py``.
     """
 
     @staticmethod
@@ -175,15 +179,20 @@ class RawrrDataset(Dataset):
         roles = {"I": prefix}
         if prefix == "testB":
             for role, gt_prefix in GT_FOLDERS.items():
-                have = [(self.root / f"{gt_prefix}_{kind}").is_dir() for kind in ("rgb", "raw")]
-                if all(have):
+                have_rgb, have_raw = ((self.root / f"{gt_prefix}_{kind}").is_dir() for kind in ("rgb", "raw"))
+                if have_rgb:
                     roles[role] = gt_prefix
-                elif any(have):
-                    missing = f"{gt_prefix}_{'raw' if have[0] else 'rgb'}"
-                    raise UserError(f"{self.root} has {gt_prefix}_{'rgb' if have[0] else 'raw'} but no {missing}")
-        for p in roles.values():
-            if not (self.root / f"{p}_raw").is_dir():
-                raise UserError(f"{self.root} has {p}_rgb but no {p}_raw folder for the RAW mosaics")
+                elif have_raw:
+                    raise UserError(f"{self.root} has {gt_prefix}_raw but no {gt_prefix}_rgb")
+        # roles without a *_raw folder: allowed with --raw_source rgb, which makes every RAW from its RGB anyway
+        self.rgb_only = {role for role, p in roles.items() if not (self.root / f"{p}_raw").is_dir()}
+        if self.rgb_only and self.raw_source != "rgb":
+            p = roles["I"] if "I" in self.rgb_only else roles[sorted(self.rgb_only)[0]]
+            raise UserError(
+                f"{self.root} has {p}_rgb but no {p}_raw folder for the RAW mosaics; for RGB-only test data give "
+                "--raw_source rgb (each RAW is then made from its RGB image by the fixed inverse ISP), or write RAW "
+                "files for it with scripts/make_rgb_only_set.py"
+            )
         self.roles = roles
         self.items = self._pair(roles)
         num_test = int(getattr(opt, "num_test", 0) or 0)
@@ -191,11 +200,18 @@ class RawrrDataset(Dataset):
             self.items = self.items[:num_test]
 
     def _pair(self, roles: dict[str, str]) -> list[dict]:
-        folders = {(role, kind): self.root / f"{p}_{kind}" for role, p in roles.items() for kind in ("rgb", "raw")}
+        folders = {
+            (role, kind): self.root / f"{p}_{kind}"
+            for role, p in roles.items()
+            for kind in ("rgb", "raw")
+            if kind == "rgb" or role not in self.rgb_only
+        }
         listing = {
             key: files_by_stem(folder, RGB_EXTENSIONS if key[1] == "rgb" else RAW_MOSAIC_EXTENSIONS)
             for key, folder in folders.items()
         }
+        for role in self.rgb_only:
+            listing[(role, "raw")] = {}
         i_rgb = listing[("I", "rgb")]
         # a camera RAW file (DNG, NEF, ...) needs no RGB partner: its RGB is then rendered from the RAW
         rendered = {s for s, raws in listing[("I", "raw")].items() if s not in i_rgb and is_camera_raw(raws[0])}
@@ -209,7 +225,9 @@ class RawrrDataset(Dataset):
         for stem in sorted(set(i_rgb) | rendered):
             paths = {}
             for role in roles:
-                for kind in ("raw", "rgb"):
+                if role in self.rgb_only:
+                    paths[f"{role}_raw"] = None  # made from the RGB image (--raw_source rgb)
+                for kind in ("raw", "rgb") if role not in self.rgb_only else ("rgb",):
                     folder, found = folders[(role, kind)], listing[(role, kind)]
                     if kind == "rgb" and stem not in found and is_camera_raw(paths[f"{role}_raw"]):
                         paths[f"{role}_rgb"] = None  # rendered from the camera RAW file
@@ -225,6 +243,9 @@ class RawrrDataset(Dataset):
 
     def _load_pair(self, role: str, paths: dict[str, Path]):
         rgb_path, raw_path = paths[f"{role}_rgb"], paths[f"{role}_raw"]
+        if raw_path is None:  # an RGB-only folder (--raw_source rgb): __getitem__ makes the RAW after the resize
+            rgb = torch.from_numpy(np.ascontiguousarray(read_rgb(rgb_path).transpose(2, 0, 1))).float() / RGB_MAX
+            return rgb, None, DEFAULT_PROFILE
         rgb, mosaic, profile = load_pair(rgb_path, raw_path, self.root)
         raw = normalize_raw(pack_raw(mosaic, profile.cfa), profile.black, profile.white)
         rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / RGB_MAX
@@ -247,7 +268,10 @@ class RawrrDataset(Dataset):
                 )
             if self.eval_resize == "official":
                 new_h, new_w = official_test_size(h, w)
-                rgb, raw = _resize(rgb, (new_h, new_w)), _resize(raw, (new_h // 2, new_w // 2))
+                rgb = _resize(rgb, (new_h, new_w))
+                raw = None if raw is None else _resize(raw, (new_h // 2, new_w // 2))
+            elif raw is None:  # no mosaic to keep it even: an odd size loses its last row / column
+                rgb = rgb[:, : h - h % 2, : w - w % 2]
             if self.raw_source == "rgb":  # the RAW an RGB-only photo gives, made at the size the network sees
                 raw = pseudo_packed_raw(rgb)
             item[f"{role}_rgb"], item[f"{role}_raw"] = rgb, raw

@@ -30,7 +30,7 @@ from tests.test_train_dataset import make_photos, make_real, opt_for
 from tests.test_training import write_photos
 from tests.tiny_data import make_test_set, save_random_generator, smooth_image
 from util.errors import UserError
-from util.image_io import read_rgb
+from util.image_io import read_rgb, write_rgb
 
 HELD_OUT = {"photo1.png", "photo2.png", "photo4.png", "photo5.png"}  # of photo0..5 under --holdout_every 2
 LEVELS = DEFAULT_PROFILE.white - DEFAULT_PROFILE.black
@@ -303,3 +303,51 @@ def test_one_command_trains_both_twins_evaluates_and_resumes(tmp_path, monkeypat
     # another budget on the same folder is refused before any work
     with pytest.raises(UserError, match="other settings.*budget: 2 -> 3"):
         study.main([*argv[:argv.index("--budget")], "--budget", "3", *argv[argv.index("--budget") + 2:]])
+
+
+def test_rgb_only_test_folders_evaluate_with_raw_source_rgb(tmp_path):
+    """An RGB-only set (testB_rgb + testA1_rgb, no *_raw folders) evaluates with --raw_source rgb exactly as the same
+    set with RAW files does; without the flag the missing folder is named with both ways out."""
+    import shutil
+
+    data = make_test_set(tmp_path / "data", n=2, h=64, w=96)
+    rgb_only = tmp_path / "rgb_only"
+    shutil.copytree(data, rgb_only)
+    for prefix in ("testB", "testA1", "testA2"):
+        shutil.rmtree(rgb_only / f"{prefix}_raw")
+    for resize in ("none", "official"):
+        opt = dict(phase="test", eval_resize=resize, num_test=0, raw_source="rgb")
+        full = RawrrDataset(Namespace(dataroot=str(data), **opt))
+        bare = RawrrDataset(Namespace(dataroot=str(rgb_only), **opt))
+        assert bare.roles == full.roles and len(bare) == len(full) == 2
+        for a, b in zip(full, bare, strict=True):
+            assert b["paths"]["I_raw"] == "" and b["camera"] == "default"
+            for key in ("I_rgb", "I_raw", "T_rgb", "T_raw", "R_rgb", "R_raw"):
+                assert torch.equal(a[key], b[key]), key
+    for missing in ("testB", "testA1"):
+        bare = tmp_path / f"no_{missing}"
+        shutil.copytree(data, bare)
+        shutil.rmtree(bare / f"{missing}_raw")
+        with pytest.raises(UserError, match=rf"no_{missing} has {missing}_rgb but no {missing}_raw folder.*"
+                                            r"--raw_source rgb.*make_rgb_only_set"):
+            RawrrDataset(Namespace(dataroot=str(bare), phase="test", eval_resize="none", num_test=0))
+    # only one folder of a ground-truth pair, and it is the RAW one: named, whatever --raw_source
+    shutil.rmtree(rgb_only / "testA2_rgb")
+    (rgb_only / "testA2_raw").mkdir()
+    with pytest.raises(UserError, match=r"has testA2_raw but no testA2_rgb"):
+        RawrrDataset(Namespace(dataroot=str(rgb_only), phase="test", eval_resize="none", num_test=0, raw_source="rgb"))
+    # an odd size loses its last row and column at the native size (the pseudo-RAW's mosaic is even)
+    shutil.rmtree(rgb_only / "testA2_raw")
+    for prefix in ("testB", "testA1"):
+        for f in (rgb_only / f"{prefix}_rgb").iterdir():
+            write_rgb(f, read_rgb(f)[:63, :95])
+    item = RawrrDataset(Namespace(dataroot=str(rgb_only), phase="test", eval_resize="none", num_test=0,
+                                  raw_source="rgb"))[0]
+    assert item["I_rgb"].shape == item["T_rgb"].shape == (3, 62, 94) and item["I_raw"].shape == (4, 31, 47)
+    assert item["size"] == (63, 95) and "R_rgb" not in item
+    # and test.py runs on it end to end
+    save_random_generator(tmp_path / "ck" / "twin" / "final_net_G_T.pth", ngf=8, num_cab=1)
+    summary = test_script.main(["--dataroot", str(rgb_only), "--name", "twin", "--checkpoints_dir",
+                                str(tmp_path / "ck"), "--results_dir", str(tmp_path / "res"), "--gpu_ids", "-1",
+                                "--eval_resize", "none", "--no_lpips", "--precision", "fp32", "--raw_source", "rgb"])
+    assert summary["raw_source"] == "rgb" and summary["num_images"] == 2 and summary["complete"]

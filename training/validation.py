@@ -39,7 +39,7 @@ class Validator:
             val_opt.eval_resize, val_opt.num_test = opt.val_resize, opt.val_num
             dataset = find_dataset_using_name(opt.dataset_mode, "test")(val_opt)
             if "T" not in getattr(dataset, "roles", {"T": None}):
-                raise UserError(f"--val_dataroot {root} has no ground truth: it needs testA1_rgb + testA1_raw")
+                raise UserError(f"--val_dataroot {root} has no ground truth: it needs testA1_rgb (+ testA1_raw)")
             name = Path(root).name or str(root)
             taken = {n for n, _ in self.sets}
             unique, k = name, 2
