@@ -385,3 +385,21 @@ def test_write_set_errors_name_the_file(tmp_path, monkeypatch):
     assert pending_labels(tmp_path) == ["latest"] and not [p for p in tmp_path.iterdir() if is_dead_temp(p)]
     assert repair_pending_sets(tmp_path)
     assert np.array_equal(torch.load(tmp_path / "latest_net_D.pth")["w"].numpy(), [3.0])
+
+
+def test_rgb_only_validation_set_is_named_with_trainings_advice(photos, tmp_path):
+    """An RGB-only --val_dataroot: refused under sensor training with train.py's own way out (test.py's advice,
+    --raw_source rgb, would change what the network trains on); accepted by the RGB-only twin."""
+    import shutil
+
+    from training.validation import Validator
+
+    val = make_test_set(tmp_path / "val", n=1, h=64, w=64)
+    for prefix in ("testB", "testA1", "testA2"):
+        shutil.rmtree(val / f"{prefix}_raw")
+    opt = TrainOptions().parse(train_args(photos, tmp_path, "rgbval", "--val_dataroot", str(val)), save=False)
+    with pytest.raises(UserError, match=r"val is an RGB-only set .*training's --raw_source \(sensor\).*make_rgb_only"):
+        Validator(opt)
+    opt = TrainOptions().parse(train_args(photos, tmp_path, "rgbval", "--val_dataroot", str(val), "--raw_source",
+                                          "rgb"), save=False)
+    assert [name for name, _ in Validator(opt).sets] == ["val"]

@@ -37,7 +37,15 @@ class Validator:
             val_opt = Namespace(**vars(opt))
             val_opt.dataroot, val_opt.phase = root, "test"
             val_opt.eval_resize, val_opt.num_test = opt.val_resize, opt.val_num
-            dataset = find_dataset_using_name(opt.dataset_mode, "test")(val_opt)
+            try:
+                dataset = find_dataset_using_name(opt.dataset_mode, "test")(val_opt)
+            except UserError as exc:
+                if getattr(opt, "raw_source", "sensor") != "rgb" and "--raw_source rgb" in str(exc):
+                    # the dataset's advice is test.py's; here --raw_source would change what the network trains on
+                    raise UserError(f"--val_dataroot {root} is an RGB-only set (no *_raw folders): validation uses the "
+                                    "training's --raw_source (sensor); write RAW files for it with "
+                                    "scripts/make_rgb_only_set.py, as scripts/make_val_sets.py does") from exc
+                raise
             if "T" not in getattr(dataset, "roles", {"T": None}):
                 raise UserError(f"--val_dataroot {root} has no ground truth: it needs testA1_rgb (+ testA1_raw)")
             name = Path(root).name or str(root)
