@@ -70,6 +70,7 @@ from util.image_io import (
     RGB_EXTENSIONS,
     EmbeddedMetadata,
     embedded_metadata,
+    extra_frames,
     is_srgb_profile,
     read_photo,
     to_uint8,
@@ -415,6 +416,8 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     if job.raw is None:  # an RGB photo alone (8 or 16 bits): viewing orientation, its RAW made by the inverse ISP
         raw, orientation = None, 0
         I_rgb = torch.from_numpy(read_photo(job.rgb)[0]).permute(2, 0, 1)[None]
+        if more := extra_frames(job.rgb):
+            print(f"note: {job.rgb.name} holds {more + 1} frames (an animation or pages); only the first is processed")
         rgb_u8 = to_uint8(I_rgb)
         I_rgb, I_raw = rgb_only_inputs(I_rgb)
     else:

@@ -312,3 +312,23 @@ def test_more_hostile_inputs(tmp_path, weights):
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert "Traceback" not in proc.stderr and lines[-1].startswith("error: ") and needle in lines[-1], proc.stderr
+
+
+def test_only_the_first_frame_of_an_animation_or_multi_page_file_is_processed_with_a_note(tmp_path, weights,
+                                                                                            capsys):
+    from util.image_io import extra_frames, read_photo
+
+    rng = np.random.default_rng(5)
+    frames = [Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:], lossless=True)
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:2])
+    frames[0].save(tmp_path / "single.png")
+    frames[0].save(tmp_path / "camera.jpg", format="MPO", save_all=True, append_images=frames[1:2])  # + a preview
+    names = ("anim.webp", "pages.tif", "single.png", "camera.jpg", "missing.png")
+    assert [extra_frames(tmp_path / n) for n in names] == [2, 1, 0, 0, 0]
+    for name in ("anim.webp", "pages.tif"):
+        assert np.array_equal(read_photo(tmp_path / name)[0], np.asarray(frames[0], np.float32) / 255)
+    run([tmp_path / "anim.webp", tmp_path / "pages.tif", tmp_path / "single.png", "-o", tmp_path / "out"], weights)
+    out = capsys.readouterr().out
+    assert "note: anim.webp holds 3 frames (an animation or pages); only the first is processed" in out
+    assert "note: pages.tif holds 2 frames" in out and "single.png holds" not in out

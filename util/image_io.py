@@ -363,6 +363,17 @@ def _sample_bits(img: Image.Image) -> int:
     return 8
 
 
+def extra_frames(path) -> int:
+    """How many frames (pages) an image file holds beyond the first, which is all that is read: an animated GIF /
+    WebP / PNG, a multi-page TIFF. A camera JPEG's multi-picture (MPO) previews do not count; 0 where the file cannot
+    be opened."""
+    try:
+        with Image.open(path) as img:
+            return 0 if img.format == "MPO" else max(int(getattr(img, "n_frames", 1)) - 1, 0)
+    except Exception:  # the readers name unreadable files
+        return 0
+
+
 def _existing_file(path) -> Path:
     """``path`` as a Path; ``UserError`` naming it where it is missing, a broken link or empty."""
     path = Path(path)
