@@ -13,17 +13,15 @@ from tests.tiny_data import save_random_generator
 from util.errors import UserError
 from util.image_io import exif_orient, read_photo, read_rgb
 
+# Adam7's seven passes: first column, first row, column step, row step
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
-def write_png16(path, values: np.ndarray) -> None:
-    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA by the channel count) whose rows use PNG's five filters in turn
-    (none, Sub, Up, Average, Paeth), as encoders choose them row by row; written by hand (Pillow writes none)."""
-    values = values if values.ndim == 3 else values[..., None]
-    h, w, c = values.shape
-    bpp = 2 * c
-    data = values.astype(">u2").reshape(h, w * bpp // 2).view(np.uint8).astype(np.int32)
-    rows, prev = [], np.zeros(w * bpp, np.int32)
-    for y in range(h):
-        raw, kind = data[y], y % 5
+
+def filtered_rows(data: np.ndarray, bpp: int) -> bytes:
+    """PNG scanlines of the bytes ``data`` (rows x bytes), each row filtered with PNG's five filters in turn."""
+    rows, prev = [], np.zeros(data.shape[1], np.int32)
+    for y, raw in enumerate(data):
+        kind = y % 5
         left = np.concatenate([np.zeros(bpp, np.int32), raw[:-bpp]])
         up_left = np.concatenate([np.zeros(bpp, np.int32), prev[:-bpp]])
         if kind == 4:
@@ -34,13 +32,32 @@ def write_png16(path, values: np.ndarray) -> None:
             predicted = [np.zeros_like(raw), left, prev, (left + prev) // 2][kind]
         rows.append(bytes([kind]) + ((raw - predicted) % 256).astype(np.uint8).tobytes())
         prev = raw
+    return b"".join(rows)
+
+
+def write_png16(path, values: np.ndarray, interlaced: bool = False) -> None:
+    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA by the channel count) whose rows use PNG's five filters in turn
+    (none, Sub, Up, Average, Paeth), as encoders choose them row by row, optionally Adam7-interlaced; written by
+    hand (Pillow writes neither)."""
+    values = values if values.ndim == 3 else values[..., None]
+    h, w, c = values.shape
+    bpp = 2 * c
+
+    def as_bytes(v):
+        return v.astype(">u2").reshape(v.shape[0], -1).view(np.uint8).astype(np.int32)
+
+    if interlaced:
+        passes = [values[y0::dy, x0::dx] for x0, y0, dx, dy in ADAM7]
+        payload = b"".join(filtered_rows(as_bytes(v), bpp) for v in passes if v.size)
+    else:
+        payload = filtered_rows(as_bytes(values), bpp)
 
     def chunk(kind, payload):
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, int(interlaced))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(payload))
                      + chunk(b"IEND", b""))
 
 
@@ -62,6 +79,14 @@ def test_16bit_png_is_read_exactly_whatever_the_row_filters(tmp_path, deep):
     grey, bits = read_photo(tmp_path / "grey.png")
     assert bits == 16
     np.testing.assert_array_equal(grey, np.repeat(expected[..., 1:2], 3, axis=2))
+    # Adam7-interlaced: seven sub-images, each with its own filtered rows
+    for name, values in (("rgb_i.png", deep), ("rgba_i.png", np.dstack([deep, deep[..., :1]])),
+                         ("grey_i.png", deep[..., 1])):
+        write_png16(tmp_path / name, values, interlaced=True)
+        assert Image.open(tmp_path / name).info.get("interlace") == 1
+        rgb, bits = read_photo(tmp_path / name)
+        assert bits == 16
+        np.testing.assert_array_equal(rgb, expected if values.ndim == 3 else np.repeat(expected[..., 1:2], 3, axis=2))
 
 
 def test_16bit_tiff_layouts(tmp_path, deep):
