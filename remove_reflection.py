@@ -61,7 +61,7 @@ from models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, separate_
 from models.work_resolution import check_work_resolution, separate_at_work_resolution, work_size
 from options.base_options import add_compile_flag, add_work_resolution_flags, resolve_device
 from util.allocator import keep_buffers_mapped
-from util.dng import check_dng_writer, read_source_metadata
+from util.dng import check_dng_writer, read_source_metadata, shot_exif
 from util.errors import FileSystemError, UserError, exit_fast, file_system_error, run_cli, unwrap_worker_error
 from util.files import link_problem
 from util.help import HelpFormatter
@@ -459,7 +459,12 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     # the results are in the colour encoding of the RGB input and show the same shot: they carry its colour profile
     # (so that they look like it) and its EXIF (camera, exposure, date)
     view_h, view_w = viewed["I"].shape[:2]
-    metadata = embedded_metadata(job.rgb, (view_w, view_h)) if job.rgb is not None else EmbeddedMetadata()
+    # a RAW file's own metadata (LibRaw's reading): for its DNG, and for the EXIF of results that have no JPEG
+    source = read_source_metadata(raw.path, raw.size) if raw is not None and (args.raw_out or job.rgb is None) else None
+    if job.rgb is not None:
+        metadata = embedded_metadata(job.rgb, (view_w, view_h))
+    else:
+        metadata = EmbeddedMetadata(exif=shot_exif(source, (view_w, view_h)) if source is not None else None)
     if metadata.icc and not is_srgb_profile(metadata.profile):
         print(f"note: {job.rgb.name} is in the colour space '{metadata.profile}' (the network was trained on sRGB); "
               "its results carry that profile")
@@ -471,7 +476,6 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
         else:
             save_image(files[kind], viewed[kind], args.format, args.quality, metadata)
     if args.raw_out:
-        source = read_source_metadata(raw.path, raw.size)
         mosaic = reflection_free_mosaic(raw, I_rgb, out, args.raw_mosaic, source.render_matrix)
         how = f"--raw_mosaic {args.raw_mosaic}" + (f", --work_megapixels {args.work_megapixels:g}" if size else "")
         description = f"{job.photo.name} with the reflection removed by CR3Net ({network}; {how})"

@@ -6,6 +6,7 @@ must then hold the photo's own mosaic, value for value), :class:`GainNet` remove
 rendering of the DNG must then be the T that was saved, within a stated PSNR).
 """
 
+import io
 import json
 import os
 import shutil
@@ -319,3 +320,33 @@ def test_measure_dng_modes_script(tmp_path, capsys):
     identity = {r["mode"]: r for r in rows if r["network"] == "identity"}
     assert identity["ratio"]["sites_changed"] == 0 and identity["ratio"]["render_psnr_db"] is None  # inf: identical
     assert "| p.dng | checkpoint | ratio |" in capsys.readouterr().out
+
+
+def test_shot_exif_of_a_raw_file():
+    """The EXIF that results of a RAW file without its JPEG carry: the shot as LibRaw reads it (camera, date,
+    exposure), upright, with the results' pixel dimensions; an ISO beyond a TIFF SHORT is written as 65535."""
+    import datetime as dt
+
+    from util.dng import DngSource, shot_exif
+
+    full = DngSource(Path("x"), make="Maker", model="Model 1", exposure_time=1 / 250, f_number=2.8, iso=100_000,
+                     focal_length=35.0, capture_time=dt.datetime(2024, 5, 6, 7, 8, 9))
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 3)).save(buffer, "PNG", exif=shot_exif(full, (4, 3)))
+    exif = Image.open(buffer).getexif()
+    assert dict(exif) == {271: "Maker", 272: "Model 1", 274: 1, 306: "2024:05:06 07:08:09", 34665: exif[34665]}
+    assert exif.get_ifd(0x8769) == {33434: pytest.approx(0.004), 33437: 2.8, 34855: 65535, 36867: "2024:05:06 07:08:09",
+                                    37386: 35.0, 40962: 4, 40963: 3}
+    assert shot_exif(DngSource(Path("x")), (4, 3)) is None  # a RAW that records nothing: no EXIF
+
+
+def test_results_of_a_real_raw_without_jpeg_carry_its_exif(tmp_path, shared_data):
+    """The Kodak DC50 KDC of ../shared/data alone, through remove_reflection.py: PNG and JPEG results carry its EXIF
+    upright, with the results' pixel dimensions."""
+    for fmt in ("png", "jpg"):
+        assert run([shared_data / KODAK], tmp_path / fmt, "--format", fmt, "--save_reflection", net=IdentityNet()) == 0
+        for kind in ("T", "R"):
+            exif = Image.open(tmp_path / fmt / f"{Path(KODAK).stem}_{kind}.{fmt}").getexif()
+            assert exif[271] == "Eastman Kodak Company" and exif[306] == "1997:04:23 08:00:47" and exif[274] == 1
+            sub = exif.get_ifd(0x8769)
+            assert sub[36867] == "1997:04:23 08:00:47" and sub[34855] == 84 and (sub[40962], sub[40963]) == (768, 512)

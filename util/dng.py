@@ -271,6 +271,37 @@ def _libraw_exif(raw: rawpy.RawPy) -> dict:
                 iso=positive(other.iso_speed), focal_length=positive(other.focal_length), capture_time=when)
 
 
+# shot_exif: EXIF tags of an RGB result (first IFD: make, model, orientation, date; EXIF IFD: exposure time, f-number,
+# ISO, date taken, focal length, pixel dimensions)
+EXIF_MAKE, EXIF_MODEL, EXIF_ORIENTATION, EXIF_DATETIME, EXIF_IFD = 271, 272, 274, 306, 0x8769
+EXIF_EXPOSURE_TIME, EXIF_F_NUMBER, EXIF_ISO, EXIF_FOCAL_LENGTH = 33434, 33437, 34855, 37386
+EXIF_DATETIME_ORIGINAL, EXIF_PIXEL_X, EXIF_PIXEL_Y = 36867, 40962, 40963
+
+
+def shot_exif(source: DngSource, size: tuple[int, int]) -> bytes | None:
+    """EXIF for an RGB result (PNG, JPEG) of the photo that ``source`` describes, an upright image of ``size``
+    (width, height): make, model, capture date, exposure time, f-number, ISO and focal length where the RAW file
+    records them (LibRaw's reading, so every format LibRaw reads), orientation 1. None where it records none."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    for tag, value in ((EXIF_MAKE, source.make), (EXIF_MODEL, source.model)):
+        if value:
+            exif[tag] = value
+    shot = {EXIF_EXPOSURE_TIME: source.exposure_time, EXIF_F_NUMBER: source.f_number, EXIF_FOCAL_LENGTH:
+            source.focal_length, EXIF_ISO: None if source.iso is None else min(round(source.iso), SHORT_MAX)}
+    shot = {tag: value for tag, value in shot.items() if value is not None}
+    if source.capture_time is not None:
+        exif[EXIF_DATETIME] = shot[EXIF_DATETIME_ORIGINAL] = source.capture_time.strftime(TIFF_DATETIME_FORMAT)
+    if not len(exif) and not shot:
+        return None
+    exif[EXIF_ORIENTATION] = 1
+    sub = exif.get_ifd(EXIF_IFD)
+    sub.update(shot)
+    sub[EXIF_PIXEL_X], sub[EXIF_PIXEL_Y] = size
+    return exif.tobytes()
+
+
 def read_source_metadata(path, size: tuple[int, int]) -> DngSource:
     """What a DNG of the photo at ``path`` carries besides its pixels; ``size``: (H, W) of the mosaic to write.
 
