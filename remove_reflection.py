@@ -460,7 +460,9 @@ def process(job: Job, net, args, device, precision, channels_last, out_dir: Path
     # (so that they look like it) and its EXIF (camera, exposure, date)
     view_h, view_w = viewed["I"].shape[:2]
     # a RAW file's own metadata (LibRaw's reading): for its DNG, and for the EXIF of results that have no JPEG
-    source = read_source_metadata(raw.path, raw.size) if raw is not None and (args.raw_out or job.rgb is None) else None
+    source = None
+    if raw is not None and (args.raw_out or job.rgb is None):
+        source = read_source_metadata(raw.path, raw.size, colour_tags=args.raw_out)
     if job.rgb is not None:
         metadata = embedded_metadata(job.rgb, (view_w, view_h))
     else:

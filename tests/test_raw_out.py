@@ -340,9 +340,22 @@ def test_shot_exif_of_a_raw_file():
     assert shot_exif(DngSource(Path("x")), (4, 3)) is None  # a RAW that records nothing: no EXIF
 
 
-def test_results_of_a_real_raw_without_jpeg_carry_its_exif(tmp_path, shared_data):
+def test_results_of_a_real_raw_without_jpeg_carry_its_exif(tmp_path, shared_data, monkeypatch):
     """The Kodak DC50 KDC of ../shared/data alone, through remove_reflection.py: PNG and JPEG results carry its EXIF
-    upright, with the results' pixel dimensions."""
+    upright, with the results' pixel dimensions; without --raw_out the colour tags are not worked out (LibRaw has no
+    matrix for this camera, so they would cost two renderings)."""
+    import util.dng
+
+    full = read_source_metadata(shared_data / KODAK, (512, 768))
+    bare = read_source_metadata(shared_data / KODAK, (512, 768), colour_tags=False)
+    assert full.render_matrix is not None and "ColorMatrix1" in full.colour  # measured from two renderings
+    assert bare.colour == {} and bare.render_matrix is None
+    assert (bare.make, bare.model, bare.iso, bare.capture_time) == (full.make, full.model, full.iso, full.capture_time)
+
+    def refuse(raw):
+        raise AssertionError("the colour tags were worked out for a result without --raw_out")
+
+    monkeypatch.setattr(util.dng, "measured_render_matrix", refuse)
     for fmt in ("png", "jpg"):
         assert run([shared_data / KODAK], tmp_path / fmt, "--format", fmt, "--save_reflection", net=IdentityNet()) == 0
         for kind in ("T", "R"):

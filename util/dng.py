@@ -302,8 +302,10 @@ def shot_exif(source: DngSource, size: tuple[int, int]) -> bytes | None:
     return exif.tobytes()
 
 
-def read_source_metadata(path, size: tuple[int, int]) -> DngSource:
+def read_source_metadata(path, size: tuple[int, int], colour_tags: bool = True) -> DngSource:
     """What a DNG of the photo at ``path`` carries besides its pixels; ``size``: (H, W) of the mosaic to write.
+    ``colour_tags=False``: the camera and the shot only (enough for :func:`shot_exif`), no ``colour``: for a camera
+    LibRaw has no matrix for, the colour tags cost two renderings of the photo.
 
     Raises ``UserError`` naming the file where LibRaw cannot open it.
     """
@@ -317,23 +319,24 @@ def read_source_metadata(path, size: tuple[int, int]) -> DngSource:
         tags, is_dng, crop = _read_tiff_tags(path)
         make, model, unique = (_ascii(tags[n][0]) if n in tags else "" for n in ("Make", "Model", "UniqueCameraModel"))
         colour, render_matrix = {}, None
-        if is_dng:
-            for name in COPIED_COLOUR_TAGS:
-                if name in tags:
-                    colour[name] = _pidng_value(name, tags[name])
-        if "ColorMatrix1" not in colour:
-            xyz_to_camera, render_matrix = _other_format_colour(raw)
-            colour["ColorMatrix1"] = _matrix_srational(xyz_to_camera)
-            colour["CalibrationIlluminant1"] = [ILLUMINANT_D65]
-            for name in ("ColorMatrix2", "CalibrationIlluminant2", "CameraCalibration1", "CameraCalibration2",
-                         "ForwardMatrix1", "ForwardMatrix2"):
-                colour.pop(name, None)  # they would not match the matrix written
-        if is_dng and "AsShotNeutral" in tags:
-            colour["AsShotNeutral"] = _pidng_value("AsShotNeutral", tags["AsShotNeutral"])
-        else:
-            mul = np.asarray(raw.camera_whitebalance[:3], dtype=np.float64)
-            if np.all(np.isfinite(mul)) and np.all(mul > 0):
-                colour["AsShotNeutral"] = _rational_pairs(mul[1] / mul, source_rational=False, signed=False)
+        if colour_tags:
+            if is_dng:
+                for name in COPIED_COLOUR_TAGS:
+                    if name in tags:
+                        colour[name] = _pidng_value(name, tags[name])
+            if "ColorMatrix1" not in colour:
+                xyz_to_camera, render_matrix = _other_format_colour(raw)
+                colour["ColorMatrix1"] = _matrix_srational(xyz_to_camera)
+                colour["CalibrationIlluminant1"] = [ILLUMINANT_D65]
+                for name in ("ColorMatrix2", "CalibrationIlluminant2", "CameraCalibration1", "CameraCalibration2",
+                             "ForwardMatrix1", "ForwardMatrix2"):
+                    colour.pop(name, None)  # they would not match the matrix written
+            if is_dng and "AsShotNeutral" in tags:
+                colour["AsShotNeutral"] = _pidng_value("AsShotNeutral", tags["AsShotNeutral"])
+            else:
+                mul = np.asarray(raw.camera_whitebalance[:3], dtype=np.float64)
+                if np.all(np.isfinite(mul)) and np.all(mul > 0):
+                    colour["AsShotNeutral"] = _rational_pairs(mul[1] / mul, source_rational=False, signed=False)
         exif = _libraw_exif(raw)
     finally:
         raw.close()
