@@ -45,6 +45,10 @@ INPUT_FOLDERS = ("testB", "wogtB")  # input I with ground truth / without ground
 GT_FOLDERS = {"T": "testA1", "R": "testA2"}
 
 
+class MissingRawFolder(UserError):
+    """A ``*_rgb`` folder without its ``*_raw`` folder under ``--raw_source sensor`` (an RGB-only set)."""
+
+
 def official_test_size(h: int, w: int) -> tuple[int, int]:
     """Upstream's test-time RGB size (H, W) for an RGB image of size (h, w).
 
@@ -188,7 +192,7 @@ class RawrrDataset(Dataset):
         self.rgb_only = {role for role, p in roles.items() if not (self.root / f"{p}_raw").is_dir()}
         if self.rgb_only and self.raw_source != "rgb":
             p = roles["I"] if "I" in self.rgb_only else roles[sorted(self.rgb_only)[0]]
-            raise UserError(
+            raise MissingRawFolder(
                 f"{self.root} has {p}_rgb but no {p}_raw folder for the RAW mosaics; for RGB-only test data give "
                 "--raw_source rgb (each RAW is then made from its RGB image by the fixed inverse ISP), or write RAW "
                 "files for it with scripts/make_rgb_only_set.py"

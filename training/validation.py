@@ -9,6 +9,7 @@ from argparse import Namespace
 from pathlib import Path
 
 from data import create_test_loader, find_dataset_using_name
+from data.rawrr_dataset import MissingRawFolder
 from models.evaluation import evaluate
 from options.base_options import experiment_dir
 from util.errors import FileSystemError, UserError
@@ -39,13 +40,10 @@ class Validator:
             val_opt.eval_resize, val_opt.num_test = opt.val_resize, opt.val_num
             try:
                 dataset = find_dataset_using_name(opt.dataset_mode, "test")(val_opt)
-            except UserError as exc:
-                if getattr(opt, "raw_source", "sensor") != "rgb" and "--raw_source rgb" in str(exc):
-                    # the dataset's advice is test.py's; here --raw_source would change what the network trains on
-                    raise UserError(f"--val_dataroot {root} is an RGB-only set (no *_raw folders): validation uses the "
-                                    "training's --raw_source (sensor); write RAW files for it with "
-                                    "scripts/make_rgb_only_set.py, as scripts/make_val_sets.py does") from exc
-                raise
+            except MissingRawFolder as exc:  # its advice is test.py's; here --raw_source would change what trains
+                raise UserError(f"--val_dataroot {root} is an RGB-only set (no *_raw folders): validation uses the "
+                                "training's --raw_source (sensor); write RAW files for it with "
+                                "scripts/make_rgb_only_set.py, as scripts/make_val_sets.py does") from exc
             if "T" not in getattr(dataset, "roles", {"T": None}):
                 raise UserError(f"--val_dataroot {root} has no ground truth: it needs testA1_rgb (+ testA1_raw)")
             name = Path(root).name or str(root)
